@@ -1,0 +1,141 @@
+"""What every algorithm needs to turn an experiment into an RLlib config.
+
+Parameter sharing (agents -> policies), the probe of a scenario's spaces, and the
+env-runner / learner / seed settings are the same for every algorithm, so they
+live here once; each algorithm's config.py adds its own hyperparameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import gymnasium as gym
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+from marl.envs.adapter import ObservationLayout, PettingZooMultiAgentEnv, ScenarioSpec, scenario_env_config
+from marl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from marl.config import ExperimentConfig
+
+
+class AgentToPolicy:
+    """RLlib's policy_mapping_fn as a picklable lookup table."""
+
+    def __init__(self, mapping: dict[str, str]):
+        self.mapping = dict(mapping)
+
+    def __call__(self, agent_id, episode=None, **kwargs) -> str:
+        return self.mapping[agent_id]
+
+
+def policy_mapping(experiment: ExperimentConfig, agents: list[str]) -> dict[str, str]:
+    """agent -> policy id, from `policies.sharing` (validated: every agent exactly once)."""
+    policies = experiment.policies
+    if policies.sharing == "per_agent":
+        return {agent: agent for agent in agents}
+    if policies.sharing == "shared":
+        return {agent: "shared" for agent in agents}
+    mapping: dict[str, str] = {}
+    for group, members in policies.groups.items():
+        for agent in members:
+            if agent not in agents:
+                raise ConfigError(f"policies.groups.{group}: unknown agent {agent!r}; the scenario's agents are {agents}")
+            if agent in mapping:
+                raise ConfigError(f"policies.groups: agent {agent!r} is in both {mapping[agent]!r} and {group!r}")
+            mapping[agent] = group
+    missing = [agent for agent in agents if agent not in mapping]
+    if missing:
+        raise ConfigError(f"policies.groups: agents {missing} are in no group; add them to one")
+    return mapping
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """What a module needs to know about the agents it controls."""
+
+    policy_id: str
+    agents: tuple[str, ...]
+    observation_space: gym.Space
+    action_space: gym.Space
+    layout: ObservationLayout
+
+
+@dataclass(frozen=True)
+class ScenarioProbe:
+    """A scenario's agents and spaces as the RLlib adapter presents them."""
+
+    env_config: dict
+    agents: list[str]
+    mapping: dict[str, str]
+    policies: dict[str, PolicyInfo]
+
+
+def probe_scenario(experiment: ExperimentConfig, *, global_state: bool) -> ScenarioProbe:
+    """Build the adapter once in the driver to read spaces and check parameter sharing."""
+    spec = ScenarioSpec(**experiment.scenario.model_dump())
+    raw_agents = list(spec.make().possible_agents)
+    mapping = policy_mapping(experiment, raw_agents)
+    agents_per_policy = _invert(mapping)
+    agent_id = experiment.policies.agent_id_in_obs
+    if agent_id is None:
+        agent_id = any(len(members) > 1 for members in agents_per_policy.values())
+    env_config = scenario_env_config(spec, agent_id_in_obs=agent_id, global_state=global_state, seed=experiment.seed)
+    env = PettingZooMultiAgentEnv(env_config)
+    try:
+        policies = {}
+        for policy_id, members in agents_per_policy.items():
+            first = members[0]
+            for other in members[1:]:
+                if (
+                    env.observation_spaces[other] != env.observation_spaces[first]
+                    or env.action_spaces[other] != env.action_spaces[first]
+                ):
+                    raise ConfigError(
+                        f"policies: {first!r} and {other!r} share policy {policy_id!r} but have different "
+                        "observation or action spaces; use sharing: per_agent or groups, or add the SuperSuit "
+                        "wrappers pad_observations_v0 and pad_action_space_v0"
+                    )
+            policies[policy_id] = PolicyInfo(
+                policy_id, tuple(members), env.observation_spaces[first], env.action_spaces[first], env.layouts[first]
+            )
+    finally:
+        env.close()
+    return ScenarioProbe(env_config, raw_agents, mapping, policies)
+
+
+def _invert(mapping: dict[str, str]) -> dict[str, list[str]]:
+    inverted: dict[str, list[str]] = {}
+    for agent, policy in mapping.items():
+        inverted.setdefault(policy, []).append(agent)
+    return inverted
+
+
+def apply_common_settings(
+    rllib_config: AlgorithmConfig, experiment: ExperimentConfig, probe: ScenarioProbe, *, train_batch_size: int, num_gpus_per_learner: float
+) -> AlgorithmConfig:
+    """Environment, env runners, learners, multi-agent mapping and seed."""
+    from marl.envs.adapter import PettingZooMultiAgentEnv
+
+    resources = experiment.resources
+    fragment = resources.rollout_fragment_length
+    if fragment == "auto":
+        samplers = max(1, resources.num_env_runners) * resources.num_envs_per_env_runner
+        fragment = max(1, math.ceil(train_batch_size / samplers))
+    num_learners = resources.num_learners
+    return (
+        rllib_config.environment(env=PettingZooMultiAgentEnv, env_config=probe.env_config, disable_env_checking=True)
+        .framework("torch")
+        .env_runners(
+            num_env_runners=resources.num_env_runners,
+            num_envs_per_env_runner=resources.num_envs_per_env_runner,
+            num_cpus_per_env_runner=resources.num_cpus_per_env_runner,
+            rollout_fragment_length=fragment,
+        )
+        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+        .multi_agent(policies=set(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))
+        .debugging(seed=experiment.seed)
+        .reporting(metrics_num_episodes_for_smoothing=100)
+    )

@@ -1,0 +1,165 @@
+"""Typed hyperparameters of the PPO family: IPPO (local critics) and MAPPO (centralised critic).
+
+Defaults follow MAPPO's reference MPE settings (Yu et al. 2022; see
+shared/reference/algorithms.md): lr 7e-4, 10 epochs, clip 0.2, Huber value loss,
+value normalisation, gradient-norm clip 10.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, ClassVar
+
+import gymnasium as gym
+from pydantic import Field
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from marl.algorithms.common import apply_common_settings, probe_scenario
+from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
+from marl.algorithms.ppo.module import ActorCriticModule
+from marl.config import StrictModel
+from marl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from marl.config import ExperimentConfig
+
+
+class PPOFamilyRLlibConfig(PPOConfig):
+    """RLlib's PPOConfig, with `minibatch_size` counted in rows of one policy's batch.
+
+    RLlib splits each policy's batch into minibatches of `minibatch_size` rows, but
+    validates it against the train batch counted in env steps. Under parameter
+    sharing a policy's batch has one row per agent and env step, so a single
+    full-batch minibatch (MAPPO's MPE setting) is larger than the env-step count.
+    """
+
+    def validate(self) -> None:
+        requested = self.minibatch_size
+        self.minibatch_size = min(requested, self.train_batch_size_per_learner)
+        try:
+            super().validate()
+        finally:
+            self.minibatch_size = requested
+
+
+class PPOFamilyConfig(StrictModel):
+    """Hyperparameters shared by IPPO and MAPPO."""
+
+    centralized_critic: ClassVar[bool]
+
+    lr: float = Field(7e-4, gt=0)
+    """Adam learning rate of actor and critic."""
+    gamma: float = Field(0.99, ge=0, le=1)
+    """Discount factor."""
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    """GAE lambda."""
+    train_batch_size: int = Field(2048, gt=0)
+    """Env steps (joint steps) per update, summed over all env runners."""
+    num_epochs: int = Field(10, ge=1)
+    """Passes over each train batch."""
+    num_minibatches: int = Field(1, ge=1)
+    """Minibatches per epoch (each policy's batch is split into this many)."""
+    clip_param: float = Field(0.2, gt=0)
+    """PPO ratio clip epsilon."""
+    value_clip_param: float | None = Field(0.2, gt=0)
+    """Clip of the value change per update (MAPPO's clipped value loss); null disables."""
+    huber_delta: float | None = Field(10.0, gt=0)
+    """Huber loss delta of the value loss; null uses the squared error."""
+    value_normalization: bool = True
+    """Normalise value targets with running statistics (GAE uses de-normalised values)."""
+    vf_loss_coeff: float = Field(1.0, ge=0)
+    """Weight of the value loss."""
+    entropy_coeff: float = Field(0.01, ge=0)
+    """Weight of the entropy bonus."""
+    grad_clip: float | None = Field(10.0, gt=0)
+    """Global gradient-norm clip; null disables."""
+    initial_log_std: float = 0.0
+    """Continuous actions: initial log standard deviation of the Gaussian policy."""
+
+    @classmethod
+    def has_centralized_critic(cls) -> bool:
+        return cls.centralized_critic
+
+    @classmethod
+    def supports_continuous_actions(cls) -> bool:
+        return True
+
+    @classmethod
+    def supports_discrete_actions(cls) -> bool:
+        return True
+
+    def check_compatible(self, experiment: ExperimentConfig) -> None:
+        """Checks that need the whole experiment but not the scenario."""
+        if self.train_batch_size < self.num_minibatches:
+            raise ConfigError("training.num_minibatches: more minibatches than env steps in training.train_batch_size")
+
+    def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> PPOFamilyRLlibConfig:
+        """The RLlib PPOConfig that trains this experiment."""
+        probe = probe_scenario(experiment, global_state=self.centralized_critic)
+        for info in probe.policies.values():
+            if not isinstance(info.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
+                raise ConfigError(
+                    f"scenario: policy {info.policy_id!r} has action space {info.action_space}; "
+                    "the PPO family supports Discrete and Box actions"
+                )
+        largest_group = max(len(info.agents) for info in probe.policies.values())
+        minibatch_size = math.ceil(self.train_batch_size * largest_group / self.num_minibatches)
+        num_learners = max(1, experiment.resources.num_learners)
+        config = apply_common_settings(
+            PPOFamilyRLlibConfig(),
+            experiment,
+            probe,
+            train_batch_size=self.train_batch_size,
+            num_gpus_per_learner=num_gpus_per_learner,
+        )
+        return config.training(
+            lr=self.lr,
+            gamma=self.gamma,
+            lambda_=self.gae_lambda,
+            train_batch_size_per_learner=math.ceil(self.train_batch_size / num_learners),
+            minibatch_size=math.ceil(minibatch_size / num_learners),
+            num_epochs=self.num_epochs,
+            clip_param=self.clip_param,
+            vf_loss_coeff=self.vf_loss_coeff,
+            entropy_coeff=self.entropy_coeff,
+            grad_clip=self.grad_clip,
+            grad_clip_by="global_norm",
+            use_kl_loss=False,
+            learner_class=PPOFamilyTorchLearner,
+            learner_config_dict={"huber_delta": self.huber_delta, "value_clip_param": self.value_clip_param},
+        ).rl_module(
+            rl_module_spec=MultiRLModuleSpec(
+                rl_module_specs={
+                    policy_id: RLModuleSpec(
+                        module_class=ActorCriticModule,
+                        observation_space=info.observation_space,
+                        action_space=info.action_space,
+                        model_config={
+                            "obs_dim": info.layout.obs_dim,
+                            "id_dim": info.layout.id_dim,
+                            "state_dim": info.layout.state_dim,
+                            "hidden": list(experiment.model.hidden),
+                            "activation": experiment.model.activation,
+                            "centralized_critic": self.centralized_critic,
+                            "value_normalization": self.value_normalization,
+                            "initial_log_std": self.initial_log_std,
+                        },
+                    )
+                    for policy_id, info in probe.policies.items()
+                }
+            )
+        )
+
+
+class IPPOConfig(PPOFamilyConfig):
+    """IPPO (de Witt et al. 2020): each agent's critic sees only its own observation."""
+
+    centralized_critic: ClassVar[bool] = False
+
+
+class MAPPOConfig(PPOFamilyConfig):
+    """MAPPO (Yu et al. 2022): a centralised critic V(s) on the global state."""
+
+    centralized_critic: ClassVar[bool] = True

@@ -1,0 +1,94 @@
+"""The PPO-family learner on RLlib: stock PPO plumbing, MAPPO's loss details.
+
+Subclasses RLlib's PPOTorchLearner (its GAE connector, schedules, optimizer) and
+replaces only the loss with marl.algorithms.ppo.losses: Huber value loss with
+value clipping and value normalisation, as in MAPPO's reference implementation.
+Settings RLlib's PPOConfig lacks arrive through `config.learner_config_dict`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+from ray.rllib.connectors.connector_v2 import ConnectorV2
+from ray.rllib.connectors.learner import GeneralAdvantageEstimation
+from ray.rllib.core.columns import Columns
+from ray.rllib.evaluation.postprocessing import Postprocessing
+
+from marl.algorithms.ppo.losses import clipped_surrogate, explained_variance, masked_mean_fn, value_loss
+
+
+class AddValuePredictions(ConnectorV2):
+    """Stores the rollout-time critic predictions (return units) under VF_PREDS.
+
+    RLlib's GAE piece computes them but does not keep them; the clipped value loss
+    needs them as its anchor. Runs right after GAE, on the same batch.
+    """
+
+    def __call__(self, *, rl_module, batch: dict[str, Any], episodes, **kwargs):
+        with torch.no_grad():
+            for module_id, module_batch in batch.items():
+                if Postprocessing.VALUE_TARGETS in module_batch:
+                    module_batch[Columns.VF_PREDS] = rl_module[module_id].unwrapped().compute_values(module_batch)
+        return batch
+
+
+class PPOFamilyTorchLearner(PPOTorchLearner):
+    """IPPO / MAPPO learner: one clipped-surrogate loss per module (policy)."""
+
+    def build(self) -> None:
+        super().build()
+        if self._learner_connector is not None and self.config.add_default_connectors_to_learner_pipeline:
+            self._learner_connector.insert_after(GeneralAdvantageEstimation, AddValuePredictions())
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        module = self.module[module_id].unwrapped()
+        settings = config.learner_config_dict
+        mask = batch.get(Columns.LOSS_MASK)
+        mean = masked_mean_fn(mask.float() if mask is not None else None)
+
+        dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
+        policy = clipped_surrogate(
+            dist.logp(batch[Columns.ACTIONS]),
+            batch[Columns.ACTION_LOGP],
+            batch[Postprocessing.ADVANTAGES],
+            config.clip_param,
+            mean,
+        )
+        entropy = mean(dist.entropy())
+
+        targets = batch[Postprocessing.VALUE_TARGETS]
+        old_values = batch[Columns.VF_PREDS]
+        values = module.normalized_values(batch)
+        normalizer = module.value_normalizer
+        if normalizer is not None:
+            # MAPPO updates the running statistics on every minibatch, then compares
+            # in normalised units. Old predictions are re-expressed in those units.
+            normalizer.update(targets[mask] if mask is not None else targets)
+            targets = normalizer.normalize(targets)
+            old_values = normalizer.normalize(old_values)
+        vf_loss = value_loss(
+            values,
+            old_values,
+            targets,
+            mean,
+            huber_delta=settings["huber_delta"],
+            clip_param=settings["value_clip_param"],
+        )
+        entropy_coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
+        total_loss = policy["pg_loss"] + config.vf_loss_coeff * vf_loss - entropy_coeff * entropy
+
+        self.metrics.log_dict(
+            {
+                **policy,
+                "vf_loss": vf_loss.detach(),
+                "entropy": entropy.detach(),
+                "explained_var": explained_variance(targets, values.detach()),
+                "total_loss": total_loss.detach(),
+            },
+            key=module_id,
+            window=1,
+        )
+        return total_loss

@@ -1,0 +1,103 @@
+"""Actor-critic networks for the PPO family (IPPO, MAPPO), as an RLlib TorchRLModule.
+
+The observation is the adapter's flat vector `[own obs | agent id | global state]`
+(see marl.envs.adapter). The actor reads `[own obs | agent id]` only, so execution
+is decentralised. The critic reads:
+- IPPO: the same local input as the actor, V(o_i);
+- MAPPO: `[agent id | global state]`, a centralised V(s).
+Actor and critic share no layers (MAPPO's reference keeps them separate).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import nn
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical, TorchDiagGaussian
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from marl.core.value_norm import ValueNormalizer
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str, out_gain: float) -> nn.Sequential:
+    """An MLP with orthogonal init: gain sqrt(2) on hidden layers, `out_gain` on the last."""
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden]
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [_orthogonal(nn.Linear(fan_in, fan_out), math.sqrt(2)), ACTIVATIONS[activation]()]
+    layers.append(_orthogonal(nn.Linear(sizes[-1], out_dim), out_gain))
+    return nn.Sequential(*layers)
+
+
+def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
+    """model_config keys: obs_dim, id_dim, state_dim, hidden, activation,
+    centralized_critic, value_normalization, initial_log_std."""
+
+    def setup(self):
+        cfg = self.model_config
+        self.obs_dim, self.id_dim, self.state_dim = cfg["obs_dim"], cfg["id_dim"], cfg["state_dim"]
+        self.centralized_critic = bool(cfg["centralized_critic"])
+        if self.centralized_critic and self.state_dim == 0:
+            raise ValueError("a centralised critic needs the global state in the observation (state_dim > 0)")
+        actor_in = self.obs_dim + self.id_dim
+        critic_in = self.id_dim + self.state_dim if self.centralized_critic else actor_in
+
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            self.action_dist_cls = TorchCategorical
+            actor_out = int(self.action_space.n)
+            self.log_std = None
+        elif isinstance(self.action_space, gym.spaces.Box):
+            self.action_dist_cls = TorchDiagGaussian
+            actor_out = int(math.prod(self.action_space.shape))
+            # State-independent log std, as in MAPPO/PPO for continuous control.
+            self.log_std = nn.Parameter(torch.full((actor_out,), float(cfg.get("initial_log_std", 0.0))))
+        else:
+            raise ValueError(f"unsupported action space {self.action_space}")
+
+        self.actor = mlp(actor_in, cfg["hidden"], actor_out, cfg["activation"], out_gain=0.01)
+        self.critic = mlp(critic_in, cfg["hidden"], 1, cfg["activation"], out_gain=1.0)
+        self.value_normalizer = ValueNormalizer() if cfg.get("value_normalization", False) else None
+
+    # -- slicing the flat observation ------------------------------------------
+    def actor_input(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs[..., : self.obs_dim + self.id_dim]
+
+    def critic_input(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.centralized_critic:
+            return obs[..., self.obs_dim :]
+        return obs[..., : self.obs_dim + self.id_dim]
+
+    # -- policy ------------------------------------------------------------------
+    def action_dist_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.actor(self.actor_input(obs))
+        if self.log_std is not None:
+            out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+        return out
+
+    def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        return {Columns.ACTION_DIST_INPUTS: self.action_dist_inputs(batch[Columns.OBS])}
+
+    # -- values ------------------------------------------------------------------
+    def normalized_values(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The critic's raw output: normalised units when value normalisation is on."""
+        return self.critic(self.critic_input(batch[Columns.OBS])).squeeze(-1)
+
+    def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
+        """Values in return units (what GAE needs)."""
+        values = self.normalized_values(batch)
+        if self.value_normalizer is not None:
+            values = self.value_normalizer.denormalize(values)
+        return values

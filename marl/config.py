@@ -1,0 +1,205 @@
+"""The experiment config: typed, validated before Ray starts, loaded from YAML.
+
+An experiment file has these sections (every field is documented below and in
+`marl train --help-config`):
+
+    algorithm: mappo
+    scenario: {name: simple_spread_v3, kwargs: {N: 3}, wrappers: []}
+    policies: {sharing: shared}
+    model: {hidden: [64, 64], activation: tanh}
+    training: {...}          # the algorithm's own typed config (see its config.py)
+    resources: {num_env_runners: 2, num_envs_per_env_runner: 8}
+    stop: {env_steps: 2000000}
+    checkpoint: {every_iterations: 10, keep: 3}
+    seed: 0
+
+Values can be overridden on the command line with dotted keys
+(`training.lr=3e-4 resources.num_env_runners=1`). Any problem (an unknown key, a
+wrong type, an impossible combination) raises `ConfigError` with one line that
+names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from marl.errors import ConfigError
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are errors, field docstrings are the docs."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+# A SuperSuit wrapper given as `name` or `{name: {kwarg: value}}`.
+WrapperSpec = Union[str, dict[str, dict[str, Any]]]
+
+
+class ScenarioConfig(StrictModel):
+    name: str
+    """A scenario name (`marl scenarios` lists them: every mpe2 scenario such as
+    `simple_spread_v3`, the project's own such as `coordination_game`) or a
+    `package.module:factory` path returning a PettingZoo ParallelEnv."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for the scenario's factory (e.g. `{N: 3, max_cycles: 25}`)."""
+    wrappers: list[WrapperSpec] = Field(default_factory=list)
+    """SuperSuit preprocessing, applied in order, e.g.
+    `[pad_observations_v0, pad_action_space_v0, {frame_stack_v1: {stack_size: 4}}]`."""
+
+
+class PoliciesConfig(StrictModel):
+    sharing: Literal["per_agent", "shared", "groups"] = "shared"
+    """`per_agent`: one policy per agent; `shared`: one policy for all agents;
+    `groups`: one policy per group listed in `groups`."""
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    """For `sharing: groups`: policy name -> the agents it controls. Every agent
+    must be in exactly one group."""
+    agent_id_in_obs: bool | None = None
+    """Append a one-hot agent id to each observation. Default: true when a policy
+    controls more than one agent (so a shared policy can still specialise)."""
+
+
+class ModelConfig(StrictModel):
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    """Hidden layer sizes of the actor and of the critic MLPs (they share no layers)."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Activation of the hidden layers."""
+
+
+class ResourcesConfig(StrictModel):
+    num_env_runners: int = Field(2, ge=0)
+    """RLlib EnvRunner actors sampling in parallel (0 samples in the driver)."""
+    num_envs_per_env_runner: int = Field(4, ge=1)
+    """Scenario copies each EnvRunner steps in turn (amortises per-call overhead)."""
+    rollout_fragment_length: int | Literal["auto"] = "auto"
+    """Env steps per sub-env per sample() call; `auto` splits the train batch evenly."""
+    num_learners: int = Field(0, ge=0)
+    """0: one learner in the driver; N: N remote data-parallel learner actors."""
+    num_gpus_per_learner: float | Literal["auto"] = "auto"
+    """GPUs per learner. `auto`: 1 when the Ray cluster has a GPU, else 0 (CPU)."""
+    num_cpus_per_env_runner: float = Field(1.0, gt=0)
+    """CPUs Ray reserves for each EnvRunner."""
+
+
+class StopConfig(StrictModel):
+    env_steps: int = Field(gt=0)
+    """Stop once this many env steps (joint steps of the whole scenario) were sampled."""
+
+
+class CheckpointConfig(StrictModel):
+    every_iterations: int = Field(10, ge=1)
+    """Write a checkpoint every N training iterations (and always at the end)."""
+    keep: int = Field(3, ge=1)
+    """How many of the newest checkpoints to keep on disk."""
+
+
+class ExperimentConfig(StrictModel):
+    algorithm: str
+    """Algorithm name from the registry (`ippo`, `mappo`)."""
+    scenario: ScenarioConfig
+    """Which PettingZoo scenario to train on, with its kwargs and wrappers."""
+    policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
+    """How agents map to policies (parameter sharing)."""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    """Network sizes."""
+    training: Any = None
+    """The algorithm's hyperparameters; validated against the algorithm's config class."""
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    """Env runners, learners and GPUs."""
+    stop: StopConfig
+    """When to stop."""
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    """How often to checkpoint."""
+    seed: int = 0
+    """Seed for the scenario copies, the networks and sampling."""
+    name: str | None = None
+    """Run name (the run directory's prefix). Default: `<algorithm>_<scenario>`."""
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, name: str) -> str:
+        from marl.registry import ALGORITHMS
+
+        if name not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}")
+        return name
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.algorithm}_{self.scenario.name.replace(':', '_').replace('.', '_')}"
+
+
+def _describe(error: ValidationError) -> str:
+    """The first pydantic error as 'key.path: problem'."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown key (check the spelling; see the section's fields in its config class)"
+    if first["type"] == "missing":
+        return f"{where}: required key is missing"
+    return f"{where}: {first['msg']} (got {first.get('input')!r})"
+
+
+def build_config(raw: dict[str, Any]) -> ExperimentConfig:
+    """Validate a plain dict into an ExperimentConfig (training section included)."""
+    from marl.registry import ALGORITHMS
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config must be a mapping of sections, got {type(raw).__name__}")
+    raw = dict(raw)
+    training_raw = raw.pop("training", None) or {}
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+    training_class = ALGORITHMS[config.algorithm].config_class
+    if not isinstance(training_raw, dict):
+        raise ConfigError(f"training: must be a mapping, got {type(training_raw).__name__}")
+    try:
+        training = training_class.model_validate(training_raw)
+    except ValidationError as error:
+        raise ConfigError("training." + _describe(error)) from None
+    config.training = training
+    training.check_compatible(config)
+    return config
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides (values parsed as YAML) to a nested dict."""
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {override!r}: expected KEY=VALUE, e.g. training.lr=3e-4")
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {override!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment file, apply dotted overrides and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist (shipped ones are in configs/)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
+    return build_config(apply_overrides(raw, overrides or []))
+
+
+def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    """The resolved config as plain data (what a run directory stores)."""
+    data = config.model_dump(mode="json")
+    data["training"] = config.training.model_dump(mode="json")
+    return data

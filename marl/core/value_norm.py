@@ -1,0 +1,51 @@
+"""Running normalisation of value targets (MAPPO's "ValueNorm").
+
+The critic predicts values in normalised units; GAE runs on de-normalised values
+(Yu et al. 2022, implementation detail "value normalisation"). Statistics are a
+debiased exponential moving average of the targets' mean and mean square, with
+beta close to 1 so they follow the slowly drifting return scale.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ValueNormalizer(nn.Module):
+    """Debiased EMA mean/variance of value targets, kept as module buffers.
+
+    Buffers (not parameters): they travel with the module's state to env runners
+    and checkpoints, and no optimizer touches them.
+    """
+
+    def __init__(self, beta: float = 0.99999, epsilon: float = 1e-5, var_floor: float = 1e-2):
+        super().__init__()
+        self.beta = beta
+        self.epsilon = epsilon
+        self.var_floor = var_floor
+        self.register_buffer("running_mean", torch.zeros(()))
+        self.register_buffer("running_mean_sq", torch.zeros(()))
+        self.register_buffer("debiasing_term", torch.zeros(()))
+
+    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
+        debias = self.debiasing_term.clamp(min=self.epsilon)
+        mean = self.running_mean / debias
+        mean_sq = self.running_mean_sq / debias
+        var = (mean_sq - mean**2).clamp(min=self.var_floor)
+        return mean, var
+
+    @torch.no_grad()
+    def update(self, targets: torch.Tensor) -> None:
+        targets = targets.detach().to(self.running_mean.dtype)
+        self.running_mean.mul_(self.beta).add_(targets.mean() * (1.0 - self.beta))
+        self.running_mean_sq.mul_(self.beta).add_((targets**2).mean() * (1.0 - self.beta))
+        self.debiasing_term.mul_(self.beta).add_(1.0 - self.beta)
+
+    def normalize(self, values: torch.Tensor) -> torch.Tensor:
+        mean, var = self.mean_var()
+        return (values - mean) / var.sqrt()
+
+    def denormalize(self, values: torch.Tensor) -> torch.Tensor:
+        mean, var = self.mean_var()
+        return values * var.sqrt() + mean

@@ -1,0 +1,167 @@
+"""PettingZoo parallel env -> RLlib MultiAgentEnv, with a fixed agent order and a global state.
+
+Each agent's observation handed to RLlib is one flat float32 vector:
+
+    [ own observation | one-hot agent id (optional) | global state (optional) ]
+
+so decentralised actors read only the first part, while a centralised critic reads
+the state part: the MAPPO "global state in the observation" design. It works with
+parameter sharing and with agents that leave an episode early, because nothing
+needs to be joined across agents after sampling.
+
+The agent order is the scenario's `possible_agents` order, which PettingZoo fixes.
+(RLlib's stock ParallelPettingZooEnv builds it from a set, so it can differ between
+processes and must not be used to build a global state.) The global state is the
+scenario's own `state()` where it has one, else the concatenated observations in
+that fixed order, with zeros for agents that have left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from pettingzoo.utils.env import ParallelEnv
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+from marl.envs.registry import make_parallel_env
+from marl.envs.wrappers import apply_wrappers
+from marl.errors import ScenarioError
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """Everything needed to build one copy of a scenario, picklable for Ray workers."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    wrappers: list[Any] = field(default_factory=list)
+
+    def make(self, render_mode: str | None = None) -> ParallelEnv:
+        return apply_wrappers(make_parallel_env(self.name, self.kwargs, render_mode), self.wrappers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kwargs": dict(self.kwargs), "wrappers": list(self.wrappers)}
+
+
+@dataclass(frozen=True)
+class ObservationLayout:
+    """Where each part sits in an agent's flat observation vector."""
+
+    obs_dim: int
+    id_dim: int
+    state_dim: int
+
+    @property
+    def actor_dim(self) -> int:
+        return self.obs_dim + self.id_dim
+
+    @property
+    def total_dim(self) -> int:
+        return self.obs_dim + self.id_dim + self.state_dim
+
+
+def _flat_dim(space: gym.Space, what: str) -> int:
+    if not isinstance(space, gym.spaces.Box):
+        raise ScenarioError(
+            f"{what} is {type(space).__name__}; only Box observations are supported "
+            "(add a SuperSuit wrapper such as flatten_v0 or dtype_v0)"
+        )
+    return int(np.prod(space.shape))
+
+
+def _has_state(env: ParallelEnv) -> bool:
+    try:
+        env.state()
+    except (NotImplementedError, AttributeError):
+        return False
+    return True
+
+
+class PettingZooMultiAgentEnv(MultiAgentEnv):
+    """RLlib view of a PettingZoo parallel scenario (see the module docstring)."""
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        super().__init__()
+        config = dict(config or {})
+        self.spec_ = ScenarioSpec(**config["scenario"])
+        self.env = self.spec_.make(render_mode=config.get("render_mode"))
+        self.env.reset(seed=config.get("seed"))  # some scenarios only define state() after reset
+        self.possible_agents = list(self.env.possible_agents)
+        self.agents = list(self.possible_agents)
+        self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
+        self._obs_dims = {a: _flat_dim(self.env.observation_space(a), f"observation of {a!r}") for a in self.possible_agents}
+        self._with_id = bool(config.get("agent_id_in_obs", False))
+        self._with_state = bool(config.get("global_state", False))
+        self._env_state = self._with_state and _has_state(self.env)
+        state_dim = 0
+        if self._with_state:
+            state_dim = int(np.prod(self.env.state().shape)) if self._env_state else sum(self._obs_dims.values())
+        self.layouts = {
+            agent: ObservationLayout(self._obs_dims[agent], len(self.possible_agents) if self._with_id else 0, state_dim)
+            for agent in self.possible_agents
+        }
+        self.observation_spaces = {
+            agent: gym.spaces.Box(-np.inf, np.inf, (layout.total_dim,), np.float32) for agent, layout in self.layouts.items()
+        }
+        self.action_spaces = {agent: self.env.action_space(agent) for agent in self.possible_agents}
+        self._agent_ids_onehot = np.eye(len(self.possible_agents), dtype=np.float32)
+
+    # -- building observations -------------------------------------------------
+    def global_state(self, observations: dict[str, np.ndarray]) -> np.ndarray:
+        """The scenario's state(), or the observations concatenated in fixed order."""
+        if self._env_state:
+            return np.asarray(self.env.state(), dtype=np.float32).ravel()
+        parts = [
+            np.asarray(observations[a], dtype=np.float32).ravel() if a in observations else np.zeros(self._obs_dims[a], np.float32)
+            for a in self.possible_agents
+        ]
+        return np.concatenate(parts)
+
+    def _augment(self, observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        state = self.global_state(observations) if self._with_state else None
+        augmented = {}
+        for agent, obs in observations.items():
+            parts = [np.asarray(obs, dtype=np.float32).ravel()]
+            if self._with_id:
+                parts.append(self._agent_ids_onehot[self._index[agent]])
+            if state is not None:
+                parts.append(state)
+            augmented[agent] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return augmented
+
+    # -- MultiAgentEnv API -----------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        observations, infos = self.env.reset(seed=seed, options=options)
+        self.agents = [a for a in self.possible_agents if a in observations]
+        return self._augment(observations), {a: infos.get(a, {}) for a in observations}
+
+    def step(self, action_dict: dict[str, Any]):
+        observations, rewards, terminations, truncations, infos = self.env.step(action_dict)
+        self.agents = list(self.env.agents)
+        episode_over = not self.env.agents
+        all_terminated = episode_over and all(terminations.get(a, False) for a in observations)
+        terminateds = {a: bool(terminations.get(a, False)) for a in observations}
+        truncateds = {a: bool(truncations.get(a, False)) for a in observations}
+        terminateds["__all__"] = all_terminated
+        truncateds["__all__"] = episode_over and not all_terminated
+        return (
+            self._augment(observations),
+            {a: float(rewards.get(a, 0.0)) for a in observations},
+            terminateds,
+            truncateds,
+            {a: infos.get(a, {}) for a in observations},
+        )
+
+    def render(self):
+        return self.env.render()
+
+    def close(self):
+        self.env.close()
+
+
+def scenario_env_config(spec: ScenarioSpec, *, agent_id_in_obs: bool, global_state: bool, **extra) -> dict[str, Any]:
+    """The env_config dict that PettingZooMultiAgentEnv is built from."""
+    return {"scenario": spec.to_dict(), "agent_id_in_obs": agent_id_in_obs, "global_state": global_state, **extra}

@@ -1,0 +1,28 @@
+"""Algorithm registry: a name -> its typed config class (which builds the RLlib config).
+
+Capability flags live on the config classes (`has_centralized_critic()`,
+`supports_continuous_actions()`, `supports_discrete_actions()`), so tests can
+parametrize over every valid (algorithm, scenario) pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from marl.algorithms.ppo import IPPOConfig, MAPPOConfig
+
+
+@dataclass(frozen=True)
+class AlgorithmEntry:
+    name: str
+    config_class: type
+    summary: str
+
+
+ALGORITHMS: dict[str, AlgorithmEntry] = {
+    entry.name: entry
+    for entry in [
+        AlgorithmEntry("ippo", IPPOConfig, "PPO per agent with local critics V(o_i)"),
+        AlgorithmEntry("mappo", MAPPOConfig, "PPO with a centralised critic V(s)"),
+    ]
+}

@@ -1,0 +1,1 @@
+"""Project scenarios: PettingZoo parallel environments written the way users should write theirs."""
