@@ -33,12 +33,17 @@ class ScenarioEntry:
 
     @property
     def description(self) -> str:
-        """The first meaningful line of the scenario module's docstring."""
-        doc = inspect.getdoc(importlib.import_module(self.module)) or ""
+        """The first sentence of the scenario's module docstring.
+
+        mpe2's `simple_x_vN` modules only re-export: the docs sit on the module that
+        defines `raw_env`, so that one is read when the named module has none.
+        """
+        module = importlib.import_module(self.module)
+        doc = inspect.getdoc(module) or inspect.getdoc(inspect.getmodule(getattr(module, "raw_env", None))) or ""
         for line in doc.splitlines():
-            line = line.strip().lstrip("#").strip()
-            if line and not line.startswith(("This environment is part of", "|")):
-                return line
+            line = line.strip()
+            if line and not line.startswith(("#", "|", "This environment is part of")):
+                return line.split(". ")[0].rstrip(".") + "."
         return ""
 
 

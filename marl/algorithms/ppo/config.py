@@ -127,6 +127,7 @@ class PPOFamilyConfig(StrictModel):
             grad_clip=self.grad_clip,
             grad_clip_by="global_norm",
             use_kl_loss=False,
+        ).learners(
             learner_class=PPOFamilyTorchLearner,
             learner_config_dict={"huber_delta": self.huber_delta, "value_clip_param": self.value_clip_param},
         ).rl_module(

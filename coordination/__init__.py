@@ -1,0 +1,1 @@
+"""Coordination analysis: metrics and plots of emergent coordination in trained policies (in progress)."""

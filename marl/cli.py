@@ -1,0 +1,117 @@
+"""The `marl` command line.
+
+    marl train CONFIG [KEY=VALUE ...] [--address ADDR]   train (local Ray unless --address)
+    marl train --resume RUN_DIR                         continue a run from its last checkpoint
+    marl evaluate CHECKPOINT [--episodes N] [--stochastic] [--render FILE.gif]
+    marl scenarios                                      list the scenarios with their agents and spaces
+    marl algorithms                                     list the algorithms and what they support
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from marl.errors import MarlError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marl", description="Cooperative multi-agent RL on Ray RLlib.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train an experiment config (or --resume a run)")
+    train.add_argument("config", nargs="?", help="experiment YAML (see configs/)")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.lr=3e-4")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint")
+    train.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or HOST:PORT); default: start a local one")
+    train.add_argument("--runs-dir", default="runs", help="where new run directories go (default: runs/)")
+    train.add_argument("--max-iterations", type=int, help="stop after this many iterations in this process")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint (or a run directory's latest)")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely")
+    evaluate.add_argument("--seed", type=int, default=1000, help="seed of the first episode (episode i uses seed+i)")
+    evaluate.add_argument("--render", metavar="FILE.gif", help="write the first episode as an animated GIF")
+
+    commands.add_parser("scenarios", help="list scenarios: agents, spaces, description")
+    commands.add_parser("algorithms", help="list algorithms and their capabilities")
+    return parser
+
+
+def _train(args) -> None:
+    from marl.config import load_config
+    from marl.errors import ConfigError
+    from marl.training.runner import resume, train
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise ConfigError("--resume takes only the run directory: the run's own config.yaml is used")
+        resume(args.resume, address=args.address, max_iterations=args.max_iterations)
+        return
+    if not args.config:
+        raise ConfigError("give an experiment config (e.g. configs/mappo_simple_spread.yaml) or --resume RUN_DIR")
+    config = load_config(args.config, args.overrides)
+    train(config, runs_root=args.runs_dir, address=args.address, max_iterations=args.max_iterations)
+
+
+def _evaluate(args) -> None:
+    from marl.evaluation import evaluate
+
+    result = evaluate(
+        args.checkpoint, episodes=args.episodes, explore=args.stochastic, seed=args.seed, render_path=args.render
+    )
+    print(result.table())
+    print(result.json_line())
+    if args.render:
+        print(f"animation: {args.render}")
+
+
+def _scenarios(args) -> None:
+    from marl.envs.adapter import ScenarioSpec
+    from marl.envs.registry import known_scenarios
+
+    for name, entry in known_scenarios().items():
+        try:
+            env = ScenarioSpec(name).make()
+            spaces = ", ".join(
+                f"{agent}: obs {env.observation_space(agent).shape} act {env.action_space(agent)}" for agent in env.possible_agents
+            )
+            env.close()
+        except Exception as error:  # a scenario that needs kwargs still gets listed
+            spaces = f"(needs kwargs: {error})"
+        print(f"{name}\n    {entry.description}\n    {spaces}")
+
+
+def _algorithms(args) -> None:
+    from marl.registry import ALGORITHMS
+
+    for name, entry in ALGORITHMS.items():
+        cls = entry.config_class
+        flags = [
+            flag
+            for flag, on in (
+                ("centralized critic", cls.has_centralized_critic()),
+                ("discrete actions", cls.supports_discrete_actions()),
+                ("continuous actions", cls.supports_continuous_actions()),
+            )
+            if on
+        ]
+        print(f"{name:8s} {entry.summary}  [{', '.join(flags)}]")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    args = _parser().parse_args(argv)
+    handlers = {"train": _train, "evaluate": _evaluate, "scenarios": _scenarios, "algorithms": _algorithms}
+    try:
+        handlers[args.command](args)
+    except MarlError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""`marl evaluate`: run a checkpoint's policies for N episodes, without Ray.
+
+The trained RLModules are loaded straight from the checkpoint and stepped in this
+process on the same adapter the env runners used (same observation layout), so
+evaluation needs no cluster and can render frames.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+from ray.rllib.utils.spaces.space_utils import unsquash_action
+
+from marl.envs.adapter import PettingZooMultiAgentEnv
+from marl.envs.metrics import metrics_for, wants_benchmark_data
+from marl.training.checkpoints import read_meta, resolve_checkpoint
+
+RL_MODULE_PATH = Path("learner_group") / "learner" / "rl_module"
+
+
+@dataclass
+class EvaluationResult:
+    episodes: int
+    team_returns: list[float]
+    agent_returns: dict[str, list[float]]
+    scenario_metrics: dict[str, list[float]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        def stats(values):
+            return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+        return {
+            "episodes": self.episodes,
+            "team_return": stats(self.team_returns),
+            "agent_return": {agent: stats(values) for agent, values in self.agent_returns.items()},
+            "metrics": {name: stats(values) for name, values in self.scenario_metrics.items()},
+        }
+
+    def table(self) -> str:
+        summary = self.summary()
+        lines = [f"{'':28s} {'mean':>10s} {'std':>10s}"]
+
+        def add(name, entry):
+            lines.append(f"{name:28s} {entry['mean']:10.3f} {entry['std']:10.3f}")
+
+        add("team return", summary["team_return"])
+        for agent, entry in summary["agent_return"].items():
+            add(f"  return {agent}", entry)
+        for name, entry in summary["metrics"].items():
+            add(name, entry)
+        return "\n".join(lines)
+
+    def json_line(self) -> str:
+        return json.dumps(self.summary(), sort_keys=True)
+
+
+class CheckpointPolicies:
+    """The checkpoint's modules, acting for every agent through its policy mapping."""
+
+    def __init__(self, checkpoint: str | Path):
+        self.checkpoint = resolve_checkpoint(checkpoint)
+        self.meta = read_meta(self.checkpoint)
+        self.modules = MultiRLModule.from_checkpoint(str(self.checkpoint / RL_MODULE_PATH))
+        self.mapping: dict[str, str] = self.meta["policy_mapping"]
+
+    def make_env(self, render_mode: str | None = None, seed: int | None = None) -> PettingZooMultiAgentEnv:
+        env_config = dict(self.meta["env_config"])
+        scenario = dict(env_config["scenario"])
+        if wants_benchmark_data(scenario["name"]):
+            scenario["kwargs"] = {**scenario["kwargs"], "benchmark_data": True}
+        env_config.update(scenario=scenario, render_mode=render_mode, seed=seed)
+        return PettingZooMultiAgentEnv(env_config)
+
+    @torch.no_grad()
+    def act(self, observations: dict[str, np.ndarray], action_spaces, *, explore: bool) -> dict[str, Any]:
+        """One action per agent: policies act on their agents' observations as a batch."""
+        by_policy: dict[str, list[str]] = {}
+        for agent in observations:
+            by_policy.setdefault(self.mapping[agent], []).append(agent)
+        actions = {}
+        for policy_id, agents in by_policy.items():
+            module = self.modules[policy_id]
+            obs = torch.as_tensor(np.stack([observations[a] for a in agents]))
+            logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+            dist = module.get_inference_action_dist_cls().from_logits(logits)
+            chosen = (dist if explore else dist.to_deterministic()).sample().numpy()
+            for agent, action in zip(agents, chosen):
+                space = action_spaces[agent]
+                actions[agent] = unsquash_action(action, space) if space.shape else int(action)
+        return actions
+
+
+def evaluate(
+    checkpoint: str | Path,
+    *,
+    episodes: int = 10,
+    explore: bool = False,
+    seed: int = 1000,
+    render_path: str | Path | None = None,
+) -> EvaluationResult:
+    """Run `episodes` episodes (greedy unless `explore`); render the first to a GIF."""
+    policies = CheckpointPolicies(checkpoint)
+    env = policies.make_env(render_mode="rgb_array" if render_path else None, seed=seed)
+    result = EvaluationResult(episodes, [], {agent: [] for agent in env.possible_agents})
+    frames: list[np.ndarray] = []
+    try:
+        for episode in range(episodes):
+            observations, infos = env.reset(seed=seed + episode)
+            metrics = metrics_for(policies.meta["env_config"]["scenario"]["name"])
+            returns = dict.fromkeys(env.possible_agents, 0.0)
+            recording = render_path is not None and episode == 0
+            if recording:
+                frames.append(env.render())
+            while True:
+                actions = policies.act(observations, env.action_spaces, explore=explore)
+                observations, rewards, terminateds, truncateds, infos = env.step(actions)
+                for agent, reward in rewards.items():
+                    returns[agent] += reward
+                if metrics:
+                    metrics.step(env.env, infos)
+                if recording:
+                    frames.append(env.render())
+                if terminateds["__all__"] or truncateds["__all__"]:
+                    break
+            result.team_returns.append(sum(returns.values()))
+            for agent, value in returns.items():
+                result.agent_returns[agent].append(value)
+            for name, value in (metrics.result(env.env) if metrics else {}).items():
+                result.scenario_metrics.setdefault(name, []).append(value)
+    finally:
+        env.close()
+    if render_path:
+        write_gif(frames, render_path)
+    return result
+
+
+def write_gif(frames: list[np.ndarray], path: str | Path, fps: int = 10) -> None:
+    import imageio.v2 as imageio
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimsave(str(path), [np.asarray(frame, dtype=np.uint8) for frame in frames], duration=1.0 / fps, loop=0)

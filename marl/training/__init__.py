@@ -1,0 +1,1 @@
+"""Running experiments: the training loop, run directories, checkpoints, metrics."""

@@ -1,0 +1,184 @@
+"""`marl train`: run an experiment on a local or existing Ray cluster, resumably.
+
+The loop is RLlib's own `algo.train()`; around it we keep a run directory:
+
+    runs/<name>-<timestamp>/
+        config.yaml        the resolved experiment config
+        metrics.csv        one row per iteration
+        tensorboard/       the same metrics for TensorBoard
+        checkpoints/       iter_NNNNNN/ (atomic) and `latest`
+
+Ctrl-C (or SIGTERM) finishes the current iteration, writes a checkpoint and stops;
+a second Ctrl-C aborts at once. `resume(run_dir)` continues from the latest
+checkpoint with the same iteration and env-step counters.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from marl.config import ExperimentConfig, build_config, config_to_dict
+from marl.envs.adapter import ScenarioSpec
+from marl.envs.validation import check_parallel_api
+from marl.errors import CheckpointError
+from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint
+from marl.training.metrics import MetricsWriter, flatten_result, progress_line
+from marl.training.resources import resolve_num_gpus_per_learner
+
+Printer = Callable[[str], None]
+
+
+def new_run_dir(config: ExperimentConfig, runs_root: str | Path = "runs") -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(runs_root) / f"{config.run_name}-{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = Path(runs_root) / f"{config.run_name}-{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return run_dir
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(f"{str(run_dir)!r} is not a run directory (no config.yaml); pass the directory `marl train` printed")
+    return build_config(yaml.safe_load(path.read_text()))
+
+
+@contextmanager
+def ray_session(address: str | None):
+    """Join `address`, or start an embedded local Ray; always shut it down."""
+    import ray
+
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+class _StopRequest:
+    """First SIGINT/SIGTERM: stop after this iteration. Second SIGINT: abort now."""
+
+    def __init__(self, echo: Printer):
+        self.requested = False
+        self.echo = echo
+
+    def __call__(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.echo("stop requested: finishing this iteration, then writing a checkpoint (Ctrl-C again aborts)")
+
+    @contextmanager
+    def installed(self):
+        previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def train(
+    config: ExperimentConfig,
+    *,
+    run_dir: Path | None = None,
+    runs_root: str | Path = "runs",
+    address: str | None = None,
+    echo: Printer = print,
+    max_iterations: int | None = None,
+) -> Path:
+    """Train `config` (or continue the run in `run_dir`); returns the run directory."""
+    resuming = run_dir is not None
+    checkpoint = latest_checkpoint(run_dir) if resuming else None
+    if resuming and checkpoint is None:
+        raise CheckpointError(f"{str(run_dir)!r} has no finished checkpoint to resume from; start a new run instead")
+    # Cheap checks first: a broken scenario fails here, before Ray starts.
+    check_parallel_api(ScenarioSpec(**config.scenario.model_dump()))
+    if not resuming:
+        run_dir = new_run_dir(config, runs_root)
+    echo(f"run directory: {run_dir}")
+
+    with ray_session(address) as ray:
+        num_gpus = resolve_num_gpus_per_learner(
+            config.resources.num_gpus_per_learner,
+            ray.cluster_resources().get("GPU", 0.0),
+            config.resources.num_learners,
+        )
+        rllib_config = config.training.to_rllib(config, num_gpus_per_learner=num_gpus)
+        echo(
+            f"{config.algorithm} on {config.scenario.name}: policies {sorted(rllib_config.policies)}, "
+            f"{config.resources.num_env_runners} env runner(s) x {config.resources.num_envs_per_env_runner} env(s), "
+            f"learner on {'GPU' if num_gpus else 'CPU'}"
+        )
+        algo = rllib_config.build_algo()
+        try:
+            start = {"iteration": None, "env_steps": 0}
+            if checkpoint is not None:
+                algo.restore_from_path(str(checkpoint))
+                start = read_meta(checkpoint)
+                echo(f"resumed from {checkpoint.name} (iteration {start['iteration']}, {start['env_steps']:,} env steps)")
+            _loop(algo, config, run_dir, start["iteration"], start["env_steps"], echo, max_iterations)
+        finally:
+            algo.stop()
+    return run_dir
+
+
+def _checkpoint_meta(algo, config: ExperimentConfig, row: dict[str, float]) -> dict:
+    return {
+        "iteration": int(row["iteration"]),
+        "env_steps": int(row["env_steps"]),
+        "config": config_to_dict(config),
+        "env_config": dict(algo.config.env_config),
+        "policy_mapping": dict(algo.config.policy_mapping_fn.mapping),
+    }
+
+
+def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterations) -> None:
+    writer = MetricsWriter(run_dir, resume_from_iteration=start_iteration)
+    target = config.stop.env_steps
+    stop = _StopRequest(echo)
+    row = None
+    last_saved = start_iteration
+    started = time.time()
+    try:
+        with stop.installed():
+            iterations = 0
+            while True:
+                tick = time.time()
+                previous_steps = row["env_steps"] if row else start_steps
+                row = flatten_result(algo.train())
+                iterations += 1
+                row["steps_per_s"] = (row["env_steps"] - previous_steps) / max(time.time() - tick, 1e-9)
+                writer.write(row)
+                echo(progress_line(row, target_steps=target, steps_per_s=row["steps_per_s"], elapsed_s=time.time() - started))
+                done = row["env_steps"] >= target or stop.requested or (max_iterations and iterations >= max_iterations)
+                if done or int(row["iteration"]) % config.checkpoint.every_iterations == 0:
+                    path = save_checkpoint(algo, run_dir, _checkpoint_meta(algo, config, row), config.checkpoint.keep)
+                    last_saved = int(row["iteration"])
+                    echo(f"checkpoint: {path}")
+                if done:
+                    break
+    finally:
+        writer.close()
+    if row is not None and last_saved == int(row["iteration"]):
+        echo(f"done: {int(row['env_steps']):,} env steps, team return {row['episode_return_mean']:.2f}. Resume with: marl train --resume {run_dir}")
+
+
+def resume(run_dir: str | Path, *, address: str | None = None, echo: Printer = print, max_iterations: int | None = None) -> Path:
+    """Continue the run in `run_dir` from its latest checkpoint."""
+    run_dir = Path(run_dir)
+    return train(load_run_config(run_dir), run_dir=run_dir, address=address, echo=echo, max_iterations=max_iterations)

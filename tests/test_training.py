@@ -1,0 +1,144 @@
+"""Real training: a local Ray, real RLlib algorithms, real PettingZoo scenarios, a few iterations.
+
+Batches are tiny so that each run takes seconds on two cores; what is checked is the
+plumbing (shapes, counters, checkpoints, resume, evaluation), not learning.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from marl.config import load_config
+from marl.evaluation import evaluate
+from marl.registry import ALGORITHMS
+from marl.training.checkpoints import complete_checkpoints, latest_checkpoint, read_meta
+from marl.training.runner import resume, train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "resources.num_env_runners=1",
+    "resources.num_envs_per_env_runner=2",
+    "training.train_batch_size=200",
+    "training.num_epochs=2",
+    "stop.env_steps=100000",
+    "checkpoint.every_iterations=2",
+]
+
+# (config, extra overrides, action kind): every algorithm runs on each scenario its
+# capability flags allow.
+SCENARIOS = {
+    "spread_discrete": ("simple_spread", [], "discrete"),
+    "spread_continuous": ("simple_spread", ["scenario.kwargs.continuous_actions=true"], "continuous"),
+    "speaker_listener_per_agent": ("simple_speaker_listener", [], "discrete"),
+}
+
+
+def _pairs():
+    for algorithm, entry in ALGORITHMS.items():
+        for key, (scenario, overrides, kind) in SCENARIOS.items():
+            cls = entry.config_class
+            supported = cls.supports_continuous_actions() if kind == "continuous" else cls.supports_discrete_actions()
+            if supported:
+                yield pytest.param(algorithm, scenario, overrides, id=f"{algorithm}-{key}")
+
+
+def _tiny(config_name: str, *extra: str):
+    return load_config(REPO / "configs" / f"{config_name}.yaml", TINY + list(extra))
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("algorithm,scenario,overrides", list(_pairs()))
+def test_every_algorithm_trains_on_every_supported_scenario(tmp_path, algorithm, scenario, overrides):
+    config = _tiny(f"{algorithm}_{scenario}", *overrides)
+    lines: list[str] = []
+    run_dir = train(config, runs_root=tmp_path, echo=lines.append, max_iterations=2)
+
+    rows = _rows(run_dir)
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    assert int(rows[-1]["env_steps"]) >= 400
+    assert float(rows[-1]["episode_return_mean"]) == pytest.approx(float(rows[-1]["episode_return_mean"]))  # not NaN
+    policies = {"simple_spread": ["shared"], "simple_speaker_listener": ["listener_0", "speaker_0"]}[scenario]
+    for policy in policies:
+        for term in ("pg_loss", "vf_loss", "entropy", "approx_kl", "clip_frac", "explained_var"):
+            assert f"{policy}/{term}" in rows[-1], f"{policy}/{term} missing from metrics.csv"
+    assert any(line.startswith("iter ") and "steps/s" in line and "ETA" in line for line in lines)
+    assert (run_dir / "tensorboard").is_dir() and any((run_dir / "tensorboard").iterdir())
+
+
+def test_checkpoint_resume_keeps_counters_and_evaluate_renders(tmp_path):
+    config = _tiny("mappo_simple_spread")
+    run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=3)
+    first = latest_checkpoint(run_dir)
+    assert read_meta(first)["iteration"] == 3
+    assert read_meta(first)["env_steps"] == int(_rows(run_dir)[-1]["env_steps"])
+
+    lines: list[str] = []
+    resume(run_dir, echo=lines.append, max_iterations=2)
+    rows = _rows(run_dir)
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5], "resume must continue, not restart or repeat"
+    steps = [int(r["env_steps"]) for r in rows]
+    assert steps == sorted(steps) and steps[3] > steps[2], "env-step counter must continue across the resume"
+    assert read_meta(latest_checkpoint(run_dir))["iteration"] == 5
+    assert len(complete_checkpoints(run_dir)) <= config.checkpoint.keep
+
+    gif = tmp_path / "episode.gif"
+    result = evaluate(run_dir, episodes=3, render_path=gif)
+    summary = result.summary()
+    assert summary["episodes"] == 3 and len(result.team_returns) == 3
+    assert set(summary["agent_return"]) == {"agent_0", "agent_1", "agent_2"}
+    assert result.team_returns[0] == pytest.approx(sum(result.agent_returns[a][0] for a in summary["agent_return"]))
+    assert {"collisions", "min_dist_sum_mean", "occupied_landmarks_final"} <= set(summary["metrics"])
+    assert gif.stat().st_size > 1000
+    json.loads(result.json_line())
+
+
+def test_cli_train_ctrl_c_writes_final_checkpoint_then_evaluate(tmp_path):
+    """The user's path: `marl train`, Ctrl-C, `marl evaluate` on what was saved."""
+    command = [sys.executable, "-m", "marl.cli", "train", str(REPO / "configs" / "ippo_simple_spread.yaml"), *TINY,
+               "checkpoint.every_iterations=1000", "--runs-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    output = []
+    deadline = time.time() + 180
+    for line in process.stdout:
+        output.append(line)
+        if line.startswith("iter ") and time.time() < deadline:
+            process.send_signal(signal.SIGINT)
+            deadline = 0  # one Ctrl-C only
+    assert process.wait(timeout=120) == 0, "".join(output)
+    text = "".join(output)
+    assert "stop requested" in text and "checkpoint:" in text, text
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("ippo_"))
+    assert latest_checkpoint(run_dir) is not None
+
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "marl.cli", "evaluate", str(run_dir), "--episodes", "2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    summary = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert summary["episodes"] == 2
+
+
+def test_cli_rejects_bad_config_in_one_line_before_ray_starts(tmp_path):
+    started = time.time()
+    result = subprocess.run(
+        [sys.executable, "-m", "marl.cli", "train", str(REPO / "configs" / "mappo_simple_spread.yaml"), "training.lrr=1"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "training.lrr" in result.stderr
+    assert not (tmp_path / "runs").exists(), "no run directory for a rejected config"
+    assert time.time() - started < 30
