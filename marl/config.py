@@ -182,8 +182,20 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise ConfigError(f"override {override!r}: {part!r} is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(text)
+        node[parts[-1]] = _parse_value(text)
     return raw
+
+
+def _parse_value(text: str) -> Any:
+    """YAML scalars, plus `3e-4`/`2e6`, which YAML 1.1 reads as strings."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() and "." not in value and "e-" not in value.lower() else number
+    return value
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -195,6 +207,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (algorithm, scenario, ...)")
     return build_config(apply_overrides(raw, overrides or []))
 
 

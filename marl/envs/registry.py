@@ -85,8 +85,8 @@ def resolve_factory(name: str) -> ParallelEnvFactory:
         module_name, _, attr = name.partition(":")
         try:
             module = importlib.import_module(module_name)
-        except ImportError as error:
-            raise ScenarioError(f"scenario {name!r}: cannot import module {module_name!r} ({error})") from None
+        except Exception as error:  # ImportError, or the module itself failing to run
+            raise ScenarioError(f"scenario {name!r}: cannot import module {module_name!r} ({type(error).__name__}: {error})") from None
         if not hasattr(module, attr):
             raise ScenarioError(f"scenario {name!r}: module {module_name!r} has no attribute {attr!r}")
         return getattr(module, attr)
@@ -103,8 +103,8 @@ def make_parallel_env(name: str, kwargs: dict[str, Any] | None = None, render_mo
         kwargs["render_mode"] = render_mode
     try:
         env = factory(**kwargs)
-    except TypeError as error:
-        raise ScenarioError(f"scenario {name!r}: bad kwargs {sorted(kwargs)} ({error})") from None
+    except (TypeError, ValueError) as error:
+        raise ScenarioError(f"scenario {name!r} with kwargs {kwargs}: {error}") from None
     if not isinstance(env, ParallelEnv):
         raise ScenarioError(
             f"scenario {name!r}: factory returned {type(env).__name__}, not a PettingZoo ParallelEnv "

@@ -30,7 +30,11 @@ def parse_wrappers(specs: list[str | dict[str, dict[str, Any]]]) -> list[tuple[s
             kwargs = kwargs or {}
         else:
             raise ConfigError(f"scenario.wrappers.{index}: expected a name or {{name: {{kwargs}}}}, got {spec!r}")
-        if not callable(getattr(supersuit, name, None)):
+        try:
+            wrapper = getattr(supersuit, name)  # SuperSuit raises ImportError for unknown and retired names
+        except (ImportError, AttributeError) as error:
+            raise ConfigError(f"scenario.wrappers.{index}: {name!r} is not a SuperSuit wrapper ({error})") from None
+        if not callable(wrapper):
             raise ConfigError(f"scenario.wrappers.{index}: {name!r} is not a SuperSuit wrapper (e.g. pad_observations_v0)")
         parsed.append((name, kwargs))
     return parsed

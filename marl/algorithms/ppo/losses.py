@@ -18,8 +18,10 @@ def masked_mean_fn(mask: torch.Tensor | None) -> MaskedMean:
     """A mean over the rows where `mask` is true (all rows when there is no mask)."""
     if mask is None:
         return torch.mean
+    mask = mask.bool()
     count = mask.sum().clamp(min=1)
-    return lambda values: (values * mask).sum() / count
+    # where(), not a product: a NaN in a masked-out row must not leak into the mean.
+    return lambda values: torch.where(mask, values, torch.zeros_like(values)).sum() / count
 
 
 def clipped_surrogate(

@@ -1,0 +1,111 @@
+"""Small PettingZoo parallel environments used only by the tests (not a test module).
+
+They resolve through the scenario registry as
+`tests.scenarios_for_tests:leaving_agents_env` and
+`tests.scenarios_for_tests:broken_env`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo.utils.env import ParallelEnv
+
+LEAVING_AGENT = "a1"
+LEAVE_STEP = 2  # a1's termination is True in the return of this step; it is gone afterwards
+EPISODE_STEPS = 5  # a0 and a2 are truncated in the return of this step
+
+
+class LeavingAgentsEnv(ParallelEnv):
+    """Three agents a0, a1, a2; a1 terminates at step 2, the others truncate at step 5.
+
+    Agent i's observation is `[i, t]` (float32), with t the number of steps taken
+    so far, so a test can tell which agent's observation ended up where. There is
+    no `state()`: ParallelEnv's default raises NotImplementedError, which makes
+    the adapter fall back to the concatenated observations.
+    """
+
+    metadata = {"name": "leaving_agents_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+        self.possible_agents = ["a0", "a1", "a2"]
+        self.agents = []
+        # Built once: observation_space(agent) must return the same object each call.
+        self.observation_spaces = {a: spaces.Box(-np.inf, np.inf, (2,), np.float32) for a in self.possible_agents}
+        self.action_spaces = {a: spaces.Discrete(2) for a in self.possible_agents}
+        self._steps = 0
+
+    def observation_space(self, agent):
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent):
+        return self.action_spaces[agent]
+
+    def _obs(self, agent):
+        return np.array([self.possible_agents.index(agent), self._steps], dtype=np.float32)
+
+    def reset(self, seed=None, options=None):
+        self.agents = list(self.possible_agents)
+        self._steps = 0
+        return {a: self._obs(a) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        self._steps += 1
+        acting = list(self.agents)
+        observations = {a: self._obs(a) for a in acting}
+        # Reward = index + step (+ the action), so tests can check where it landed too.
+        rewards = {a: float(self.possible_agents.index(a) + self._steps + int(actions.get(a, 0))) for a in acting}
+        terminations = {a: a == LEAVING_AGENT and self._steps >= LEAVE_STEP for a in acting}
+        truncations = {a: a != LEAVING_AGENT and self._steps >= EPISODE_STEPS for a in acting}
+        infos = {a: {"step": self._steps} for a in acting}
+        self.agents = [a for a in acting if not (terminations[a] or truncations[a])]
+        return observations, rewards, terminations, truncations, infos
+
+    def close(self):
+        pass
+
+
+class BrokenEnv(ParallelEnv):
+    """Breaks the parallel API: after a step, `agents` holds an agent that is not in `possible_agents`."""
+
+    metadata = {"name": "broken_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+        self.possible_agents = ["a0", "a1"]
+        self.agents = []
+        self.observation_spaces = {a: spaces.Box(-1.0, 1.0, (2,), np.float32) for a in self.possible_agents}
+        self.action_spaces = {a: spaces.Discrete(2) for a in self.possible_agents}
+
+    def observation_space(self, agent):
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent):
+        return self.action_spaces[agent]
+
+    def reset(self, seed=None, options=None):
+        self.agents = list(self.possible_agents)
+        return {a: np.zeros(2, np.float32) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        self.agents = ["a0", "a1", "ghost"]  # not a possible agent
+        obs = {a: np.zeros(2, np.float32) for a in self.agents}
+        return (
+            obs,
+            {a: 0.0 for a in self.agents},
+            {a: False for a in self.agents},
+            {a: False for a in self.agents},
+            {a: {} for a in self.agents},
+        )
+
+    def close(self):
+        pass
+
+
+def leaving_agents_env(**kwargs):
+    return LeavingAgentsEnv(**kwargs)
+
+
+def broken_env(**kwargs):
+    return BrokenEnv(**kwargs)
