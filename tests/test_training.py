@@ -108,7 +108,7 @@ def test_checkpoint_resume_keeps_counters_and_evaluate_renders(tmp_path):
 def test_cli_train_ctrl_c_writes_final_checkpoint_then_evaluate(tmp_path):
     """The user's path: `marl train`, Ctrl-C, `marl evaluate` on what was saved."""
     command = [sys.executable, "-m", "marl.cli", "train", str(REPO / "configs" / "ippo_simple_spread.yaml"), *TINY,
-               "checkpoint.every_iterations=1000", "--runs-dir", str(tmp_path)]
+               "checkpoint.every_iterations=1000", "--runs-dir", "runs"]  # relative, as users type it
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     output = []
     deadline = time.time() + 180
@@ -120,12 +120,12 @@ def test_cli_train_ctrl_c_writes_final_checkpoint_then_evaluate(tmp_path):
     assert process.wait(timeout=120) == 0, "".join(output)
     text = "".join(output)
     assert "stop requested" in text and "checkpoint:" in text, text
-    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("ippo_"))
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir() and p.name.startswith("ippo_"))
     assert latest_checkpoint(run_dir) is not None
 
     evaluated = subprocess.run(
-        [sys.executable, "-m", "marl.cli", "evaluate", str(run_dir), "--episodes", "2"],
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "marl.cli", "evaluate", str(run_dir.relative_to(tmp_path)), "--episodes", "2"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
     assert evaluated.returncode == 0, evaluated.stderr
     summary = json.loads(evaluated.stdout.strip().splitlines()[-1])

@@ -34,7 +34,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def save_checkpoint(algo, run_dir: Path, meta: dict[str, Any], keep: int) -> Path:
     """Save `algo` as checkpoints/iter_NNNNNN atomically and prune old ones."""
-    root = checkpoint_root(run_dir)
+    root = checkpoint_root(Path(run_dir).resolve())  # RLlib writes only to absolute paths
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{meta['iteration']:06d}"
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
@@ -71,8 +71,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, or a run directory (-> its latest checkpoint)."""
-    path = Path(path)
+    """A checkpoint directory, or a run directory (-> its latest checkpoint), made absolute."""
+    path = Path(path).resolve()
     if (path / META_FILE).is_file():
         return path
     latest = latest_checkpoint(path)

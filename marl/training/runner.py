@@ -37,11 +37,12 @@ Printer = Callable[[str], None]
 
 def new_run_dir(config: ExperimentConfig, runs_root: str | Path = "runs") -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(runs_root) / f"{config.run_name}-{stamp}"
+    runs_root = Path(runs_root).resolve()  # RLlib's checkpoint writer needs absolute paths
+    run_dir = runs_root / f"{config.run_name}-{stamp}"
     suffix = 1
     while run_dir.exists():
         suffix += 1
-        run_dir = Path(runs_root) / f"{config.run_name}-{stamp}-{suffix}"
+        run_dir = runs_root / f"{config.run_name}-{stamp}-{suffix}"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
     return run_dir
@@ -180,5 +181,5 @@ def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterati
 
 def resume(run_dir: str | Path, *, address: str | None = None, echo: Printer = print, max_iterations: int | None = None) -> Path:
     """Continue the run in `run_dir` from its latest checkpoint."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()
     return train(load_run_config(run_dir), run_dir=run_dir, address=address, echo=echo, max_iterations=max_iterations)
