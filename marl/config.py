@@ -50,6 +50,11 @@ class ScenarioConfig(StrictModel):
     wrappers: list[WrapperSpec] = Field(default_factory=list)
     """SuperSuit preprocessing, applied in order, e.g.
     `[pad_observations_v0, pad_action_space_v0, {frame_stack_v1: {stack_size: 4}}]`."""
+    global_state: Literal["env", "observations"] = "env"
+    """What a centralised critic sees as the global state: `env` = the scenario's
+    `state()` where it has one (else the observations); `observations` = all agents'
+    observations concatenated in the fixed agent order. mpe2's `state()` is exactly
+    that concatenation, recomputed, so its configs use `observations`."""
 
 
 class PoliciesConfig(StrictModel):

@@ -346,7 +346,7 @@ def test_scenario_spec_round_trip():
     assert ScenarioSpec(**spec.to_dict()) == spec
     config = scenario_env_config(spec, agent_id_in_obs=True, global_state=False, seed=3)
     assert config == {
-        "scenario": {"name": "simple_spread_v3", "kwargs": {"N": 2}, "wrappers": ["pad_observations_v0"]},
+        "scenario": {"name": "simple_spread_v3", "kwargs": {"N": 2}, "wrappers": ["pad_observations_v0"], "global_state": "env"},
         "agent_id_in_obs": True,
         "global_state": False,
         "seed": 3,
@@ -444,3 +444,20 @@ def test_check_parallel_api_rejects_broken_env():
     message = assert_one_line(info.value)
     assert BROKEN in message
     assert "possible_agents" in message
+
+
+def test_global_state_from_observations_equals_mpe2_state():
+    """mpe2's state() is the concatenated observations: both global-state modes agree."""
+    configs = [
+        {"scenario": {"name": "simple_spread_v3", "kwargs": {"N": 3}, "global_state": mode}, "agent_id_in_obs": False, "global_state": True}
+        for mode in ("env", "observations")
+    ]
+    envs = [PettingZooMultiAgentEnv(config) for config in configs]
+    first = [env.reset(seed=3)[0] for env in envs]
+    for agent in first[0]:
+        np.testing.assert_allclose(first[0][agent], first[1][agent], atol=1e-6)
+    for _ in range(5):
+        actions = {agent: 1 for agent in envs[0].agents}
+        stepped = [env.step(actions)[0] for env in envs]
+        for agent in stepped[0]:
+            np.testing.assert_allclose(stepped[0][agent], stepped[1][agent], atol=1e-6)

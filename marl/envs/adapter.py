@@ -13,7 +13,8 @@ The agent order is the scenario's `possible_agents` order, which PettingZoo fixe
 (RLlib's stock ParallelPettingZooEnv builds it from a set, so it can differ between
 processes and must not be used to build a global state.) The global state is the
 scenario's own `state()` where it has one, else the concatenated observations in
-that fixed order, with zeros for agents that have left.
+that fixed order, with zeros for agents that have left (or always the latter, with
+`global_state: observations`).
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ class ScenarioSpec:
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     wrappers: list[Any] = field(default_factory=list)
+    global_state: str = "env"
 
     def make(self, render_mode: str | None = None) -> ParallelEnv:
         return apply_wrappers(make_parallel_env(self.name, self.kwargs, render_mode), self.wrappers)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kwargs": dict(self.kwargs), "wrappers": list(self.wrappers)}
+        return {"name": self.name, "kwargs": dict(self.kwargs), "wrappers": list(self.wrappers), "global_state": self.global_state}
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         self._obs_dims = {a: _flat_dim(self.env.observation_space(a), f"observation of {a!r}") for a in self.possible_agents}
         self._with_id = bool(config.get("agent_id_in_obs", False))
         self._with_state = bool(config.get("global_state", False))
-        self._env_state = self._with_state and _has_state(self.env)
+        self._env_state = self._with_state and self.spec_.global_state == "env" and _has_state(self.env)
         state_dim = 0
         if self._with_state:
             state_dim = int(np.prod(self.env.state().shape)) if self._env_state else sum(self._obs_dims.values())
