@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Learning curves: algorithms x seeds on one scenario, with the shipped configs.
+
+Trains each (algorithm, seed) with `marl train` one after another (never two at
+once), then writes into OUT:
+  curves.csv    algorithm, seed, env_steps, team_return (RLlib's mean over the last
+                100 training episodes, stochastic policy, summed over agents)
+  curves.png    mean and min/max over seeds per algorithm
+  summary.csv   per run: the final training return and a 100-episode greedy and
+                stochastic evaluation of the final checkpoint
+and prints the summary. Re-running with --report-only re-reads existing runs.
+
+usage: python benchmarks/learning.py --scenario simple_spread --algorithms mappo ippo \
+           --seeds 0 1 2 --env-steps 2000000 --out benchmarks/results/spread
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_name(algorithm: str, seed: int) -> str:
+    return f"{algorithm}_seed{seed}"
+
+
+def find_run(out: Path, algorithm: str, seed: int) -> Path | None:
+    runs = sorted((out / "runs").glob(f"{run_name(algorithm, seed)}-*")) if (out / "runs").is_dir() else []
+    return runs[-1] if runs else None
+
+
+def train(out: Path, scenario: str, algorithm: str, seed: int, env_steps: int, extra: list[str]) -> None:
+    config = REPO / "configs" / f"{algorithm}_{scenario}.yaml"
+    command = [sys.executable, "-m", "marl.cli", "train", str(config), f"stop.env_steps={env_steps}", f"seed={seed}",
+               f"name={run_name(algorithm, seed)}", *extra, "--runs-dir", str(out / "runs")]
+    print("$ " + " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    with (run_dir / "metrics.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("episode_return_mean")]
+    return np.array([float(r["env_steps"]) for r in rows]), np.array([float(r["episode_return_mean"]) for r in rows])
+
+
+def evaluate(run_dir: Path, stochastic: bool, episodes: int = 100) -> dict:
+    command = [sys.executable, "-m", "marl.cli", "evaluate", str(run_dir), "--episodes", str(episodes)]
+    if stochastic:
+        command.append("--stochastic")
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def report(out: Path, algorithms: list[str], seeds: list[int]) -> None:
+    curves, summary = [], []
+    for algorithm in algorithms:
+        for seed in seeds:
+            run_dir = find_run(out, algorithm, seed)
+            if run_dir is None:
+                continue
+            steps, returns = read_curve(run_dir)
+            curves += [(algorithm, seed, int(s), float(r)) for s, r in zip(steps, returns)]
+            greedy, stochastic = evaluate(run_dir, stochastic=False), evaluate(run_dir, stochastic=True)
+            summary.append({
+                "algorithm": algorithm, "seed": seed, "env_steps": int(steps[-1]),
+                "train_return_final": float(returns[-1]),
+                "eval_greedy_return": greedy["team_return"]["mean"],
+                "eval_stochastic_return": stochastic["team_return"]["mean"],
+                **{f"eval_stochastic_{k}": v["mean"] for k, v in stochastic["metrics"].items()},
+            })
+    with (out / "curves.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["algorithm", "seed", "env_steps", "team_return"])
+        writer.writerows(curves)
+    if summary:
+        with (out / "summary.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, list(dict.fromkeys(k for row in summary for k in row)))
+            writer.writeheader()
+            writer.writerows(summary)
+    _plot(out, curves, algorithms)
+    for row in summary:
+        print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    for algorithm in algorithms:
+        finals = [row["train_return_final"] for row in summary if row["algorithm"] == algorithm]
+        if finals:
+            print(f"{algorithm}: final team return {np.mean(finals):.2f} +- {np.std(finals):.2f} over {len(finals)} seed(s)")
+
+
+def _plot(out: Path, curves, algorithms) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for algorithm in algorithms:
+        runs = {}
+        for alg, seed, step, ret in curves:
+            if alg == algorithm:
+                runs.setdefault(seed, []).append((step, ret))
+        if not runs:
+            continue
+        grid = np.linspace(0, min(max(s for s, _ in r) for r in runs.values()), 200)
+        values = np.array([np.interp(grid, *zip(*sorted(r))) for r in runs.values()])
+        line, = ax.plot(grid, values.mean(0), label=f"{algorithm} ({len(runs)} seeds)")
+        ax.fill_between(grid, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("team return (sum over agents)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", default="simple_spread")
+    parser.add_argument("--algorithms", nargs="+", default=["mappo", "ippo"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--env-steps", type=int, default=2_000_000)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "learning")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="extra dotted config overrides for every run")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        for algorithm in args.algorithms:
+            for seed in args.seeds:
+                if find_run(args.out, algorithm, seed) is None:
+                    train(args.out, args.scenario, algorithm, seed, args.env_steps, args.overrides)
+    report(args.out, args.algorithms, args.seeds)
+
+
+if __name__ == "__main__":
+    main()
