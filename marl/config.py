@@ -1,7 +1,7 @@
 """The experiment config: typed, validated before Ray starts, loaded from YAML.
 
-An experiment file has these sections (every field is documented below and in
-`marl train --help-config`):
+An experiment file has these sections (every field is documented below; the
+`training` fields in the algorithm's own config.py):
 
     algorithm: mappo
     scenario: {name: simple_spread_v3, kwargs: {N: 3}, wrappers: []}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from marl.config import load_config
+from marl.config import build_config, load_config
 from marl.evaluation import evaluate
 from marl.registry import ALGORITHMS
 from marl.training.checkpoints import complete_checkpoints, latest_checkpoint, read_meta
@@ -39,6 +39,12 @@ SCENARIOS = {
     "spread_discrete": ("simple_spread", [], "discrete"),
     "spread_continuous": ("simple_spread", ["scenario.kwargs.continuous_actions=true"], "continuous"),
     "speaker_listener_per_agent": ("simple_speaker_listener", [], "discrete"),
+    # Heterogeneous agents made uniform by a SuperSuit chain, then one shared policy.
+    "speaker_listener_padded_shared": (
+        "simple_speaker_listener",
+        ["scenario.wrappers=[pad_observations_v0, pad_action_space_v0]", "policies.sharing=shared"],
+        "discrete",
+    ),
 }
 
 
@@ -70,12 +76,48 @@ def test_every_algorithm_trains_on_every_supported_scenario(tmp_path, algorithm,
     assert [int(r["iteration"]) for r in rows] == [1, 2]
     assert int(rows[-1]["env_steps"]) >= 400
     assert float(rows[-1]["episode_return_mean"]) == pytest.approx(float(rows[-1]["episode_return_mean"]))  # not NaN
-    policies = {"simple_spread": ["shared"], "simple_speaker_listener": ["listener_0", "speaker_0"]}[scenario]
+    policies = ["shared"] if "policies.sharing=shared" in overrides or scenario == "simple_spread" else ["listener_0", "speaker_0"]
     for policy in policies:
         for term in ("pg_loss", "vf_loss", "entropy", "approx_kl", "clip_frac", "explained_var"):
             assert f"{policy}/{term}" in rows[-1], f"{policy}/{term} missing from metrics.csv"
     assert any(line.startswith("iter ") and "steps/s" in line and "ETA" in line for line in lines)
     assert (run_dir / "tensorboard").is_dir() and any((run_dir / "tensorboard").iterdir())
+
+
+def test_policy_groups_train_one_module_per_group(tmp_path):
+    config = _tiny(
+        "mappo_coordination_game",
+        "policies.sharing=groups",
+        "policies.groups={pair: [agent_0, agent_1], solo: [agent_2]}",
+    )
+    run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=1)
+    row = _rows(run_dir)[-1]
+    assert "pair/pg_loss" in row and "solo/pg_loss" in row
+
+
+def test_agent_leaving_early_keeps_each_agents_rewards_its_own(tmp_path):
+    """a1 terminates after 2 steps, a0 and a2 run 5: RLlib must credit each agent its own rewards.
+
+    Rewards are index + step + action (see tests/scenarios_for_tests.py), so per-agent
+    episode returns lie in known, disjoint ranges: a1 in [5, 7], a0 in [15, 20], a2 in [25, 30].
+    """
+    config = build_config(
+        {
+            "algorithm": "mappo",
+            "scenario": {"name": "tests.scenarios_for_tests:leaving_agents_env"},
+            "policies": {"sharing": "shared"},
+            "training": {"train_batch_size": 100, "num_epochs": 2},
+            "resources": {"num_env_runners": 1, "num_envs_per_env_runner": 2},
+            "stop": {"env_steps": 100000},
+        }
+    )
+    run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=2)
+    row = {key: float(value) for key, value in _rows(run_dir)[-1].items() if value != ""}
+    assert row["episode_len_mean"] == 5
+    assert 5 <= row["return/a1"] <= 7
+    assert 15 <= row["return/a0"] <= 20
+    assert 25 <= row["return/a2"] <= 30
+    assert row["episode_return_mean"] == pytest.approx(row["return/a0"] + row["return/a1"] + row["return/a2"], rel=1e-6)
 
 
 def test_checkpoint_resume_keeps_counters_and_evaluate_renders(tmp_path):

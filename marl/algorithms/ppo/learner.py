@@ -85,7 +85,9 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
                 **policy,
                 "vf_loss": vf_loss.detach(),
                 "entropy": entropy.detach(),
-                "explained_var": explained_variance(targets, values.detach()),
+                "explained_var": explained_variance(
+                    targets[mask] if mask is not None else targets, values.detach()[mask] if mask is not None else values.detach()
+                ),
                 "total_loss": total_loss.detach(),
             },
             key=module_id,
