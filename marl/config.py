@@ -105,7 +105,7 @@ class CheckpointConfig(StrictModel):
 
 class ExperimentConfig(StrictModel):
     algorithm: str
-    """Algorithm name from the registry (`ippo`, `mappo`)."""
+    """Algorithm name from the registry (`marl algorithms` lists them: `ippo`, `mappo`, `dpo`)."""
     scenario: ScenarioConfig
     """Which PettingZoo scenario to train on, with its kwargs and wrappers."""
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)

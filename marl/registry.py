@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from marl.algorithms.dpo import DPOConfig
 from marl.algorithms.ppo import IPPOConfig, MAPPOConfig
 
 
@@ -24,5 +25,6 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
     for entry in [
         AlgorithmEntry("ippo", IPPOConfig, "PPO per agent with local critics V(o_i)"),
         AlgorithmEntry("mappo", MAPPOConfig, "PPO with a centralised critic V(s)"),
+        AlgorithmEntry("dpo", DPOConfig, "decentralised PPO-like surrogate with adaptive sqrt-KL and KL penalties (Su & Lu)"),
     ]
 }

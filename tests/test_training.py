@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from marl.algorithms.common import policy_mapping
+from marl.algorithms.dpo.losses import adapt_coefficient
 from marl.config import build_config, load_config
 from marl.evaluation import evaluate
 from marl.registry import ALGORITHMS
@@ -48,6 +51,17 @@ SCENARIOS = {
 }
 
 
+# The scenarios' agents, to name the policies each sharing mode gives.
+AGENTS = {"simple_spread": ["agent_0", "agent_1", "agent_2"], "simple_speaker_listener": ["speaker_0", "listener_0"]}
+# Logged per policy by every algorithm, and by each algorithm on top.
+COMMON_TERMS = ("pg_loss", "vf_loss", "entropy", "approx_kl", "explained_var", "total_loss")
+ALGORITHM_TERMS = {
+    "ippo": ("clip_frac",),
+    "mappo": ("clip_frac",),
+    "dpo": ("beta_kl", "beta_sqrt_kl", "kl", "sqrt_kl", "surrogate_loss"),
+}
+
+
 def _pairs():
     for algorithm, entry in ALGORITHMS.items():
         for key, (scenario, overrides, kind) in SCENARIOS.items():
@@ -76,12 +90,42 @@ def test_every_algorithm_trains_on_every_supported_scenario(tmp_path, algorithm,
     assert [int(r["iteration"]) for r in rows] == [1, 2]
     assert int(rows[-1]["env_steps"]) >= 400
     assert float(rows[-1]["episode_return_mean"]) == pytest.approx(float(rows[-1]["episode_return_mean"]))  # not NaN
-    policies = ["shared"] if "policies.sharing=shared" in overrides or scenario == "simple_spread" else ["listener_0", "speaker_0"]
+    policies = sorted(set(policy_mapping(config, AGENTS[scenario]).values()))
     for policy in policies:
-        for term in ("pg_loss", "vf_loss", "entropy", "approx_kl", "clip_frac", "explained_var"):
+        for term in COMMON_TERMS + ALGORITHM_TERMS.get(algorithm, ()):
             assert f"{policy}/{term}" in rows[-1], f"{policy}/{term} missing from metrics.csv"
     assert any(line.startswith("iter ") and "steps/s" in line and "ETA" in line for line in lines)
     assert (run_dir / "tensorboard").is_dir() and any((run_dir / "tensorboard").iterdir())
+
+
+def test_dpo_resume_continues_with_the_adapted_coefficients(tmp_path):
+    """DPO's penalty coefficients are learner state: a resumed run must not restart them at 1.
+
+    Row k logs the coefficients iteration k used and the KL it measured; the coefficients
+    of iteration k+1 (what the checkpoint after k holds) follow from them by the rule.
+    """
+    config = _tiny("dpo_simple_spread")
+    run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=2)
+    resume(run_dir, echo=lambda _: None, max_iterations=1)
+    rows = _rows(run_dir)
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    target = config.training.kl_target
+
+    for policy in AGENTS["simple_spread"]:
+        def used(row):
+            return float(row[f"{policy}/beta_kl"]), float(row[f"{policy}/beta_sqrt_kl"])
+
+        def adapted(row):
+            beta_kl, beta_sqrt_kl = used(row)
+            return (
+                adapt_coefficient(beta_kl, float(row[f"{policy}/kl"]), target),
+                adapt_coefficient(beta_sqrt_kl, float(row[f"{policy}/sqrt_kl"]), math.sqrt(target)),
+            )
+
+        assert used(rows[0]) == (1.0, 1.0)
+        assert used(rows[1]) == adapted(rows[0]), "adaptation within a run"
+        assert used(rows[2]) == adapted(rows[1]), "after resume: the coefficients the checkpoint held"
+        assert used(rows[2]) != (1.0, 1.0), "coefficients never moved: the check above proves nothing"
 
 
 def test_policy_groups_train_one_module_per_group(tmp_path):

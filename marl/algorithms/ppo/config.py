@@ -8,7 +8,7 @@ value normalisation, gradient-norm clip 10.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 from pydantic import Field
@@ -44,10 +44,16 @@ class PPOFamilyRLlibConfig(PPOConfig):
             self.minibatch_size = requested
 
 
-class PPOFamilyConfig(StrictModel):
-    """Hyperparameters shared by IPPO and MAPPO."""
+class ActorCriticConfig(StrictModel):
+    """What every on-policy actor-critic on ActorCriticModule shares (IPPO, MAPPO, DPO):
+    the hyperparameters below and the RLlib builder `to_rllib`.
 
-    centralized_critic: ClassVar[bool]
+    Subclasses pick their learner with `learner_class` and add settings through
+    `learner_settings()` (the learner's `config.learner_config_dict`) and
+    `rllib_training_settings()` (extra `PPOConfig.training` arguments).
+    """
+
+    learner_class: ClassVar[type[PPOFamilyTorchLearner]] = PPOFamilyTorchLearner
 
     lr: float = Field(7e-4, gt=0)
     """Adam learning rate of actor and critic."""
@@ -61,8 +67,6 @@ class PPOFamilyConfig(StrictModel):
     """Passes over each train batch."""
     num_minibatches: int = Field(1, ge=1)
     """Minibatches per epoch (each policy's batch is split into this many)."""
-    clip_param: float = Field(0.2, gt=0)
-    """PPO ratio clip epsilon."""
     value_clip_param: float | None = Field(0.2, gt=0)
     """Clip of the value change per update (MAPPO's clipped value loss); null disables."""
     huber_delta: float | None = Field(10.0, gt=0)
@@ -80,7 +84,12 @@ class PPOFamilyConfig(StrictModel):
 
     @classmethod
     def has_centralized_critic(cls) -> bool:
-        return cls.centralized_critic
+        """Whether the algorithm's critic sees the global state (by default)."""
+        return False
+
+    def uses_centralized_critic(self) -> bool:
+        """Whether this config's critic sees the global state (an instance may differ from the default)."""
+        return self.has_centralized_critic()
 
     @classmethod
     def supports_continuous_actions(cls) -> bool:
@@ -95,14 +104,23 @@ class PPOFamilyConfig(StrictModel):
         if self.train_batch_size < self.num_minibatches:
             raise ConfigError("training.num_minibatches: more minibatches than env steps in training.train_batch_size")
 
+    def learner_settings(self) -> dict[str, Any]:
+        """Settings RLlib's PPOConfig lacks, for the learner's `config.learner_config_dict`."""
+        return {"huber_delta": self.huber_delta, "value_clip_param": self.value_clip_param}
+
+    def rllib_training_settings(self) -> dict[str, Any]:
+        """Extra keyword arguments for RLlib's `PPOConfig.training`."""
+        return {}
+
     def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> PPOFamilyRLlibConfig:
         """The RLlib PPOConfig that trains this experiment."""
-        probe = probe_scenario(experiment, global_state=self.centralized_critic)
+        centralized = self.uses_centralized_critic()
+        probe = probe_scenario(experiment, global_state=centralized)
         for info in probe.policies.values():
             if not isinstance(info.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
                 raise ConfigError(
                     f"scenario: policy {info.policy_id!r} has action space {info.action_space}; "
-                    "the PPO family supports Discrete and Box actions"
+                    f"{experiment.algorithm} supports Discrete and Box actions"
                 )
         largest_group = max(len(info.agents) for info in probe.policies.values())
         minibatch_size = math.ceil(self.train_batch_size * largest_group / self.num_minibatches)
@@ -121,16 +139,13 @@ class PPOFamilyConfig(StrictModel):
             train_batch_size_per_learner=math.ceil(self.train_batch_size / num_learners),
             minibatch_size=math.ceil(minibatch_size / num_learners),
             num_epochs=self.num_epochs,
-            clip_param=self.clip_param,
             vf_loss_coeff=self.vf_loss_coeff,
             entropy_coeff=self.entropy_coeff,
             grad_clip=self.grad_clip,
             grad_clip_by="global_norm",
             use_kl_loss=False,
-        ).learners(
-            learner_class=PPOFamilyTorchLearner,
-            learner_config_dict={"huber_delta": self.huber_delta, "value_clip_param": self.value_clip_param},
-        ).rl_module(
+            **self.rllib_training_settings(),
+        ).learners(learner_class=self.learner_class, learner_config_dict=self.learner_settings()).rl_module(
             rl_module_spec=MultiRLModuleSpec(
                 rl_module_specs={
                     policy_id: RLModuleSpec(
@@ -143,7 +158,7 @@ class PPOFamilyConfig(StrictModel):
                             "state_dim": info.layout.state_dim,
                             "hidden": list(experiment.model.hidden),
                             "activation": experiment.model.activation,
-                            "centralized_critic": self.centralized_critic,
+                            "centralized_critic": centralized,
                             "value_normalization": self.value_normalization,
                             "initial_log_std": self.initial_log_std,
                         },
@@ -152,6 +167,22 @@ class PPOFamilyConfig(StrictModel):
                 }
             )
         )
+
+
+class PPOFamilyConfig(ActorCriticConfig):
+    """Hyperparameters shared by IPPO and MAPPO: the above plus PPO's ratio clip."""
+
+    centralized_critic: ClassVar[bool]
+
+    clip_param: float = Field(0.2, gt=0)
+    """PPO ratio clip epsilon."""
+
+    @classmethod
+    def has_centralized_critic(cls) -> bool:
+        return cls.centralized_critic
+
+    def rllib_training_settings(self) -> dict[str, Any]:
+        return {"clip_param": self.clip_param}
 
 
 class IPPOConfig(PPOFamilyConfig):

@@ -17,7 +17,7 @@ from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
-from marl.algorithms.ppo.losses import clipped_surrogate, explained_variance, masked_mean_fn, value_loss
+from marl.algorithms.ppo.losses import MaskedMean, clipped_surrogate, explained_variance, masked_mean_fn, value_loss
 
 
 class AddValuePredictions(ConnectorV2):
@@ -36,7 +36,10 @@ class AddValuePredictions(ConnectorV2):
 
 
 class PPOFamilyTorchLearner(PPOTorchLearner):
-    """IPPO / MAPPO learner: one clipped-surrogate loss per module (policy)."""
+    """IPPO / MAPPO learner: one clipped-surrogate loss per module (policy).
+
+    Subclasses with another policy objective (DPO) override `policy_loss` only.
+    """
 
     def build(self) -> None:
         super().build()
@@ -50,13 +53,7 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
         mean = masked_mean_fn(mask.float() if mask is not None else None)
 
         dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
-        policy = clipped_surrogate(
-            dist.logp(batch[Columns.ACTIONS]),
-            batch[Columns.ACTION_LOGP],
-            batch[Postprocessing.ADVANTAGES],
-            config.clip_param,
-            mean,
-        )
+        policy = self.policy_loss(module_id=module_id, config=config, batch=batch, dist=dist, mean=mean)
         entropy = mean(dist.entropy())
 
         targets = batch[Postprocessing.VALUE_TARGETS]
@@ -94,3 +91,17 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
             window=1,
         )
         return total_loss
+
+    def policy_loss(self, *, module_id, config, batch, dist, mean: MaskedMean) -> dict[str, torch.Tensor]:
+        """The policy part of the loss: named terms, `pg_loss` being what is minimised.
+
+        The rest of the loss (value loss, entropy bonus) and the logging are the same
+        for every learner in the family; subclasses override only this.
+        """
+        return clipped_surrogate(
+            dist.logp(batch[Columns.ACTIONS]),
+            batch[Columns.ACTION_LOGP],
+            batch[Postprocessing.ADVANTAGES],
+            config.clip_param,
+            mean,
+        )
