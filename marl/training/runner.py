@@ -35,6 +35,11 @@ from marl.training.resources import resolve_num_gpus_per_learner
 Printer = Callable[[str], None]
 
 
+def echo_line(line: str) -> None:
+    """Print and flush: progress must reach a log file or pipe as it happens."""
+    print(line, flush=True)
+
+
 def new_run_dir(config: ExperimentConfig, runs_root: str | Path = "runs") -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_root = Path(runs_root).resolve()  # RLlib's checkpoint writer needs absolute paths
@@ -99,7 +104,7 @@ def train(
     run_dir: Path | None = None,
     runs_root: str | Path = "runs",
     address: str | None = None,
-    echo: Printer = print,
+    echo: Printer = echo_line,
     max_iterations: int | None = None,
 ) -> Path:
     """Train `config` (or continue the run in `run_dir`); returns the run directory."""
@@ -179,7 +184,7 @@ def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterati
         echo(f"done: {int(row['env_steps']):,} env steps, team return {row['episode_return_mean']:.2f}. Resume with: marl train --resume {run_dir}")
 
 
-def resume(run_dir: str | Path, *, address: str | None = None, echo: Printer = print, max_iterations: int | None = None) -> Path:
+def resume(run_dir: str | Path, *, address: str | None = None, echo: Printer = echo_line, max_iterations: int | None = None) -> Path:
     """Continue the run in `run_dir` from its latest checkpoint."""
     run_dir = Path(run_dir).resolve()
     return train(load_run_config(run_dir), run_dir=run_dir, address=address, echo=echo, max_iterations=max_iterations)
