@@ -68,7 +68,7 @@ def test_loss_matches_hand_computation_with_value_normalisation(learner_and_conf
             huber_delta=1.0,
             clip_param=0.5,
         )
-        expected_total = expected_policy["pg_loss"] + 1.0 * expected_vf - 0.01 * entropy
+        expected_total = expected_policy["pg_loss"] + rllib_config.vf_loss_coeff * expected_vf - rllib_config.entropy_coeff * entropy
 
         loss = learner.compute_loss_for_module(module_id="shared", config=rllib_config, batch=batch, fwd_out=fwd_out)
 
