@@ -54,6 +54,23 @@ def raw_env_rate(seconds: float = 5.0) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def vectorized_env_rate(num_envs: int, seconds: float = 3.0) -> float:
+    """World-steps/s of the numpy-vectorized simple_spread (marl.envs.vectorized), random actions."""
+    import numpy as np
+
+    from marl.envs.vectorized import VectorSimpleSpread
+
+    env = VectorSimpleSpread(num_envs, N=3, max_cycles=10**6)  # never ends while timing
+    rng = np.random.default_rng(0)
+    env.reset(list(range(num_envs)))
+    actions = [{agent: rng.integers(5, size=num_envs) for agent in env.possible_agents} for _ in range(16)]
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.step(actions[calls % 16])
+        calls += 1
+    return calls * num_envs / (time.perf_counter() - start)
+
+
 def one_run(algorithm: str, total_steps: int) -> dict:
     """Train `algorithm` at the equal workload; report steps/s after the first iteration."""
     import ray
@@ -102,6 +119,8 @@ def main() -> None:
         return
 
     print(f"raw simple_spread_v3 (random actions, 1 process): {raw_env_rate():,.0f} env steps/s")
+    for num_envs in (8, 64):
+        print(f"vectorized simple_spread, {num_envs:2d} worlds per call:    {vectorized_env_rate(num_envs):,.0f} env steps/s (not yet used by training)")
     stock = None
     if not args.skip_stock:
         if not STOCK_SCRIPT.is_file():
