@@ -87,6 +87,8 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
 
     def __init__(self, config: dict[str, Any] | None = None):
         super().__init__()
+        # RLlib passes an EnvContext: a dict that also knows which env runner we are in.
+        self._worker_index = int(getattr(config, "worker_index", 0) or 0)
         config = dict(config or {})
         self.spec_ = ScenarioSpec(**config["scenario"])
         self.env = self.spec_.make(render_mode=config.get("render_mode"))
@@ -110,6 +112,21 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         }
         self.action_spaces = {agent: self.env.action_space(agent) for agent in self.possible_agents}
         self._agent_ids_onehot = np.eye(len(self.possible_agents), dtype=np.float32)
+
+    def _distinct_seed(self, seed: int | None) -> int | None:
+        """A seed unique to this (seed, env runner) pair.
+
+        RLlib seeds env runner w with `seed + w` and its sub-env i with `seed + w + i`,
+        so with several runners most sub-envs share a seed with a sub-env of another
+        runner and, since episodes reset in lockstep, replay the same initial states
+        (2 runners x 8 envs: 9 distinct streams, not 16). Mixing in the runner index
+        makes every stream distinct while staying reproducible. Outside remote env
+        runners (index 0: the driver, evaluation, tests) seeds pass through unchanged,
+        so the adapter reproduces the raw scenario for the same seed.
+        """
+        if seed is None or self._worker_index == 0:
+            return seed
+        return int(np.random.SeedSequence([int(seed), self._worker_index]).generate_state(1)[0])
 
     # -- building observations -------------------------------------------------
     def global_state(self, observations: dict[str, np.ndarray]) -> np.ndarray:
@@ -136,7 +153,7 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
 
     # -- MultiAgentEnv API -----------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        observations, infos = self.env.reset(seed=seed, options=options)
+        observations, infos = self.env.reset(seed=self._distinct_seed(seed), options=options)
         self.agents = [a for a in self.possible_agents if a in observations]
         return self._augment(observations), {a: infos.get(a, {}) for a in observations}
 
