@@ -117,8 +117,6 @@ def apply_common_settings(
     rllib_config: AlgorithmConfig, experiment: ExperimentConfig, probe: ScenarioProbe, *, train_batch_size: int, num_gpus_per_learner: float
 ) -> AlgorithmConfig:
     """Environment, env runners, learners, multi-agent mapping and seed."""
-    from marl.envs.adapter import PettingZooMultiAgentEnv
-
     resources = experiment.resources
     fragment = resources.rollout_fragment_length
     if fragment == "auto":
