@@ -76,7 +76,9 @@ class ScenarioProbe:
 def probe_scenario(experiment: ExperimentConfig, *, global_state: bool) -> ScenarioProbe:
     """Build the adapter once in the driver to read spaces and check parameter sharing."""
     spec = ScenarioSpec(**experiment.scenario.model_dump())
-    raw_agents = list(spec.make().possible_agents)
+    raw = spec.make()
+    raw_agents = list(raw.possible_agents)
+    raw.close()
     mapping = policy_mapping(experiment, raw_agents)
     agents_per_policy = _invert(mapping)
     agent_id = experiment.policies.agent_id_in_obs

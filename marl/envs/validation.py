@@ -21,8 +21,6 @@ def check_parallel_api(spec: ScenarioSpec, num_cycles: int = 50) -> None:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             parallel_api_test(env, num_cycles=num_cycles)
-    except ScenarioError:
-        raise
     except Exception as error:  # the API test raises AssertionError, scenarios raise anything
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ScenarioError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,6 @@ class MetricsWriter:
         self.tensorboard.flush()
 
     def _rewrite(self) -> None:
-        import io
-
         columns = list(dict.fromkeys(key for row in self.rows for key in row))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, columns)

@@ -158,7 +158,6 @@ def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterati
     target = config.stop.env_steps
     stop = _StopRequest(echo)
     row = None
-    last_saved = start_iteration
     started = time.time()
     try:
         with stop.installed():
@@ -174,14 +173,15 @@ def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterati
                 done = row["env_steps"] >= target or stop.requested or (max_iterations and iterations >= max_iterations)
                 if done or int(row["iteration"]) % config.checkpoint.every_iterations == 0:
                     path = save_checkpoint(algo, run_dir, _checkpoint_meta(algo, config, row), config.checkpoint.keep)
-                    last_saved = int(row["iteration"])
                     echo(f"checkpoint: {path}")
                 if done:
+                    echo(
+                        f"done: {int(row['env_steps']):,} env steps, team return {row['episode_return_mean']:.2f}. "
+                        f"Resume with: marl train --resume {run_dir}"
+                    )
                     break
     finally:
         writer.close()
-    if row is not None and last_saved == int(row["iteration"]):
-        echo(f"done: {int(row['env_steps']):,} env steps, team return {row['episode_return_mean']:.2f}. Resume with: marl train --resume {run_dir}")
 
 
 def resume(run_dir: str | Path, *, address: str | None = None, echo: Printer = echo_line, max_iterations: int | None = None) -> Path:
