@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Learning curves: algorithms x seeds on one scenario, with the shipped configs.
 
-Trains each (algorithm, seed) with `marl train` one after another (never two at
-once), then writes into OUT:
+Trains each (variant, seed) with `marl train` one after another (never two at
+once); a run that was interrupted is resumed from its last checkpoint, a finished
+one is kept. A variant is an algorithm with its shipped config
+(`configs/{algorithm}_{scenario}.yaml`) or, with `--variant`, any config plus
+dotted overrides under a label of its own. Then writes into OUT:
   curves.csv    algorithm, seed, env_steps, team_return (RLlib's mean over the last
                 100 training episodes, stochastic policy, summed over agents)
   curves.png    mean and min/max over seeds per algorithm
@@ -12,6 +15,8 @@ and prints the summary. Re-running with --report-only re-reads existing runs.
 
 usage: python benchmarks/learning.py --scenario simple_spread --algorithms mappo ippo \
            --seeds 0 1 2 --env-steps 2000000 --out benchmarks/results/spread
+       python benchmarks/learning.py --scenario simple_spread --algorithms dpo \
+           --variant "ippo_dpo_settings=configs/dpo_simple_spread.yaml algorithm=ippo ..." ...
 """
 
 from __future__ import annotations
@@ -21,26 +26,64 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from marl.training.checkpoints import latest_checkpoint, read_meta
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_name(algorithm: str, seed: int) -> str:
-    return f"{algorithm}_seed{seed}"
+@dataclass(frozen=True)
+class Variant:
+    """What one curve of the plot trains: a config file plus dotted overrides."""
+
+    label: str
+    config: Path
+    overrides: tuple[str, ...] = ()
+
+    @classmethod
+    def shipped(cls, algorithm: str, scenario: str) -> "Variant":
+        return cls(algorithm, REPO / "configs" / f"{algorithm}_{scenario}.yaml")
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        """`LABEL=CONFIG [KEY=VALUE ...]`, e.g. `ippo_dpo_settings=configs/dpo_simple_spread.yaml algorithm=ippo`."""
+        head, *overrides = text.split()
+        label, sep, config = head.partition("=")
+        if not sep or not label or not config:
+            raise SystemExit(f"--variant {text!r}: expected 'LABEL=CONFIG [KEY=VALUE ...]'")
+        path = Path(config) if Path(config).is_absolute() else REPO / config
+        return cls(label, path, tuple(overrides))
 
 
-def find_run(out: Path, algorithm: str, seed: int) -> Path | None:
-    runs = sorted((out / "runs").glob(f"{run_name(algorithm, seed)}-*")) if (out / "runs").is_dir() else []
+def run_name(label: str, seed: int) -> str:
+    return f"{label}_seed{seed}"
+
+
+def find_run(out: Path, label: str, seed: int) -> Path | None:
+    runs = sorted((out / "runs").glob(f"{run_name(label, seed)}-*")) if (out / "runs").is_dir() else []
     return runs[-1] if runs else None
 
 
-def train(out: Path, scenario: str, algorithm: str, seed: int, env_steps: int, extra: list[str]) -> None:
-    config = REPO / "configs" / f"{algorithm}_{scenario}.yaml"
-    command = [sys.executable, "-m", "marl.cli", "train", str(config), f"stop.env_steps={env_steps}", f"seed={seed}",
-               f"name={run_name(algorithm, seed)}", *extra, "--runs-dir", str(out / "runs")]
+def trained_steps(run_dir: Path) -> int:
+    """Env steps in the run's last complete checkpoint (0 when it has none)."""
+    checkpoint = latest_checkpoint(run_dir)
+    return int(read_meta(checkpoint)["env_steps"]) if checkpoint is not None else 0
+
+
+def train(out: Path, variant: Variant, seed: int, env_steps: int, extra: list[str]) -> None:
+    run_dir = find_run(out, variant.label, seed)
+    if run_dir is not None and latest_checkpoint(run_dir) is not None:
+        if trained_steps(run_dir) >= env_steps:
+            return
+        command = [sys.executable, "-m", "marl.cli", "train", "--resume", str(run_dir)]
+    else:
+        command = [sys.executable, "-m", "marl.cli", "train", str(variant.config), *variant.overrides,
+                   f"stop.env_steps={env_steps}", f"seed={seed}", f"name={run_name(variant.label, seed)}", *extra,
+                   "--runs-dir", str(out / "runs")]
     print("$ " + " ".join(command), flush=True)
     subprocess.run(command, check=True)
 
@@ -59,18 +102,18 @@ def evaluate(run_dir: Path, stochastic: bool, episodes: int = 100) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def report(out: Path, algorithms: list[str], seeds: list[int]) -> None:
+def report(out: Path, labels: list[str], seeds: list[int]) -> None:
     curves, summary = [], []
-    for algorithm in algorithms:
+    for label in labels:
         for seed in seeds:
-            run_dir = find_run(out, algorithm, seed)
+            run_dir = find_run(out, label, seed)
             if run_dir is None:
                 continue
             steps, returns = read_curve(run_dir)
-            curves += [(algorithm, seed, int(s), float(r)) for s, r in zip(steps, returns)]
+            curves += [(label, seed, int(s), float(r)) for s, r in zip(steps, returns)]
             greedy, stochastic = evaluate(run_dir, stochastic=False), evaluate(run_dir, stochastic=True)
             summary.append({
-                "algorithm": algorithm, "seed": seed, "env_steps": int(steps[-1]),
+                "variant": label, "seed": seed, "env_steps": int(steps[-1]),
                 "train_return_final": float(returns[-1]),
                 "eval_greedy_return": greedy["team_return"]["mean"],
                 "eval_stochastic_return": stochastic["team_return"]["mean"],
@@ -78,39 +121,39 @@ def report(out: Path, algorithms: list[str], seeds: list[int]) -> None:
             })
     with (out / "curves.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["algorithm", "seed", "env_steps", "team_return"])
+        writer.writerow(["variant", "seed", "env_steps", "team_return"])
         writer.writerows(curves)
     if summary:
         with (out / "summary.csv").open("w", newline="") as handle:
             writer = csv.DictWriter(handle, list(dict.fromkeys(k for row in summary for k in row)))
             writer.writeheader()
             writer.writerows(summary)
-    _plot(out, curves, algorithms)
+    _plot(out, curves, labels)
     for row in summary:
         print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-    for algorithm in algorithms:
-        finals = [row["train_return_final"] for row in summary if row["algorithm"] == algorithm]
+    for label in labels:
+        finals = [row["train_return_final"] for row in summary if row["variant"] == label]
         if finals:
-            print(f"{algorithm}: final team return {np.mean(finals):.2f} +- {np.std(finals):.2f} over {len(finals)} seed(s)")
+            print(f"{label}: final team return {np.mean(finals):.2f} +- {np.std(finals):.2f} over {len(finals)} seed(s)")
 
 
-def _plot(out: Path, curves, algorithms) -> None:
+def _plot(out: Path, curves, labels) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for algorithm in algorithms:
+    for label in labels:
         runs = {}
         for alg, seed, step, ret in curves:
-            if alg == algorithm:
+            if alg == label:
                 runs.setdefault(seed, []).append((step, ret))
         if not runs:
             continue
         grid = np.linspace(0, min(max(s for s, _ in r) for r in runs.values()), 200)
         values = np.array([np.interp(grid, *zip(*sorted(r))) for r in runs.values()])
-        line, = ax.plot(grid, values.mean(0), label=f"{algorithm} ({len(runs)} seeds)")
+        line, = ax.plot(grid, values.mean(0), label=f"{label} ({len(runs)} seeds)")
         ax.fill_between(grid, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
     ax.set_xlabel("env steps")
     ax.set_ylabel("team return (sum over agents)")
@@ -123,7 +166,10 @@ def _plot(out: Path, curves, algorithms) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", default="simple_spread")
-    parser.add_argument("--algorithms", nargs="+", default=["mappo", "ippo"])
+    parser.add_argument("--algorithms", nargs="*", default=["mappo", "ippo"],
+                        help="algorithms trained with their shipped config for --scenario")
+    parser.add_argument("--variant", action="append", default=[], metavar="'LABEL=CONFIG [KEY=VALUE ...]'",
+                        help="a further curve: any config plus overrides under its own label (repeatable)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--env-steps", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "learning")
@@ -131,12 +177,12 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra dotted config overrides for every run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    variants = [Variant.shipped(a, args.scenario) for a in args.algorithms] + [Variant.parse(v) for v in args.variant]
     if not args.report_only:
-        for algorithm in args.algorithms:
+        for variant in variants:
             for seed in args.seeds:
-                if find_run(args.out, algorithm, seed) is None:
-                    train(args.out, args.scenario, algorithm, seed, args.env_steps, args.overrides)
-    report(args.out, args.algorithms, args.seeds)
+                train(args.out, variant, seed, args.env_steps, args.overrides)
+    report(args.out, [v.label for v in variants], args.seeds)
 
 
 if __name__ == "__main__":
