@@ -55,6 +55,12 @@ class ScenarioConfig(StrictModel):
     `state()` where it has one (else the observations); `observations` = all agents'
     observations concatenated in the fixed agent order. mpe2's `state()` is exactly
     that concatenation, recomputed, so its configs use `observations`."""
+    backend: Literal["pettingzoo", "vectorized"] = "pettingzoo"
+    """How env runners step the scenario. `pettingzoo`: RLlib's stock multi-agent env
+    runner over the PettingZoo env (any scenario). `vectorized`: the fast path, a batch of
+    worlds stepped with numpy in one call and sampled by one batched forward pass per
+    policy (`marl/rllib/vectorized_env_runner.py`); only for scenarios with a vectorized
+    twin that matches them step for step (`marl scenarios` marks them), no wrappers."""
 
 
 class PoliciesConfig(StrictModel):
@@ -171,6 +177,11 @@ def build_config(raw: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError("training." + _describe(error)) from None
     config.training = training
     training.check_compatible(config)
+    if config.scenario.backend == "vectorized":
+        from marl.envs.vectorized import check_vectorizable
+
+        scenario = config.scenario
+        check_vectorizable(scenario.name, scenario.kwargs, scenario.wrappers)
     return config
 
 

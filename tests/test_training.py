@@ -47,6 +47,12 @@ SCENARIOS = {
         ["scenario.wrappers=[pad_observations_v0, pad_action_space_v0]", "policies.sharing=shared"],
         "discrete",
     ),
+    # The fast path: the same experiments sampled by the vectorized env runner.
+    "spread_vectorized": ("simple_spread", ["scenario.backend=vectorized"], "discrete"),
+    "spread_continuous_vectorized": (
+        "simple_spread", ["scenario.backend=vectorized", "scenario.kwargs.continuous_actions=true"], "continuous"
+    ),
+    "speaker_listener_vectorized": ("simple_speaker_listener", ["scenario.backend=vectorized"], "discrete"),
 }
 
 
@@ -163,8 +169,9 @@ def test_agent_leaving_early_keeps_each_agents_rewards_its_own(tmp_path):
     assert row["episode_return_mean"] == pytest.approx(row["return/a0"] + row["return/a1"] + row["return/a2"], rel=1e-6)
 
 
-def test_checkpoint_resume_keeps_counters_and_evaluate_renders(tmp_path):
-    config = _tiny("mappo_simple_spread")
+@pytest.mark.parametrize("backend", ["pettingzoo", "vectorized"])
+def test_checkpoint_resume_keeps_counters_and_evaluate_renders(tmp_path, backend):
+    config = _tiny("mappo_simple_spread", f"scenario.backend={backend}")
     run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=3)
     first = latest_checkpoint(run_dir)
     assert read_meta(first)["iteration"] == 3

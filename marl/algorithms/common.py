@@ -125,6 +125,10 @@ def apply_common_settings(
         samplers = max(1, resources.num_env_runners) * resources.num_envs_per_env_runner
         fragment = max(1, math.ceil(train_batch_size / samplers))
     num_learners = resources.num_learners
+    if experiment.scenario.backend == "vectorized":
+        from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
+
+        rllib_config.env_runners(env_runner_cls=VectorizedMultiAgentEnvRunner)
     return (
         rllib_config.environment(env=PettingZooMultiAgentEnv, env_config=probe.env_config, disable_env_checking=True)
         .framework("torch")

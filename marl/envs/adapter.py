@@ -40,12 +40,19 @@ class ScenarioSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     wrappers: list[Any] = field(default_factory=list)
     global_state: str = "env"
+    backend: str = "pettingzoo"
 
     def make(self, render_mode: str | None = None) -> ParallelEnv:
         return apply_wrappers(make_parallel_env(self.name, self.kwargs, render_mode), self.wrappers)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kwargs": dict(self.kwargs), "wrappers": list(self.wrappers), "global_state": self.global_state}
+        return {
+            "name": self.name,
+            "kwargs": dict(self.kwargs),
+            "wrappers": list(self.wrappers),
+            "global_state": self.global_state,
+            "backend": self.backend,
+        }
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,42 @@ class ObservationLayout:
     @property
     def total_dim(self) -> int:
         return self.obs_dim + self.id_dim + self.state_dim
+
+
+def layout_observations(
+    observations: dict[str, np.ndarray], agent_ids: dict[str, np.ndarray] | None, state: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """Each agent's flat `[own obs | one-hot id | state]` vector (see the module docstring).
+
+    Works on one step (`obs (d,)`, `state (S,)`) and on a batch of worlds (`obs (B, d)`,
+    `state (B, S)`) alike, so the PettingZoo adapter and the vectorized env runner share it.
+    `agent_ids[agent]` is the agent's one-hot id (None: no id part).
+    """
+    laid_out = {}
+    for agent, obs in observations.items():
+        parts = [np.asarray(obs, dtype=np.float32)]
+        if agent_ids is not None:
+            parts.append(np.broadcast_to(agent_ids[agent], parts[0].shape[:-1] + agent_ids[agent].shape))
+        if state is not None:
+            parts.append(state)
+        laid_out[agent] = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+    return laid_out
+
+
+def distinct_seed(seed: int | None, worker_index: int) -> int | None:
+    """A seed unique to this (seed, env runner) pair.
+
+    RLlib seeds env runner w with `seed + w` and its sub-env i with `seed + w + i`,
+    so with several runners most sub-envs share a seed with a sub-env of another
+    runner and, since episodes reset in lockstep, replay the same initial states
+    (2 runners x 8 envs: 9 distinct streams, not 16). Mixing in the runner index
+    makes every stream distinct while staying reproducible. Outside remote env
+    runners (index 0: the driver, evaluation, tests) seeds pass through unchanged,
+    so the adapter reproduces the raw scenario for the same seed.
+    """
+    if seed is None or worker_index == 0:
+        return seed
+    return int(np.random.SeedSequence([int(seed), worker_index]).generate_state(1)[0])
 
 
 def _flat_dim(space: gym.Space, what: str) -> int:
@@ -95,7 +138,6 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         self.env.reset(seed=config.get("seed"))  # some scenarios only define state() after reset
         self.possible_agents = list(self.env.possible_agents)
         self.agents = list(self.possible_agents)
-        self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
         self._obs_dims = {a: _flat_dim(self.env.observation_space(a), f"observation of {a!r}") for a in self.possible_agents}
         self._with_id = bool(config.get("agent_id_in_obs", False))
         self._with_state = bool(config.get("global_state", False))
@@ -111,22 +153,8 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
             agent: gym.spaces.Box(-np.inf, np.inf, (layout.total_dim,), np.float32) for agent, layout in self.layouts.items()
         }
         self.action_spaces = {agent: self.env.action_space(agent) for agent in self.possible_agents}
-        self._agent_ids_onehot = np.eye(len(self.possible_agents), dtype=np.float32)
-
-    def _distinct_seed(self, seed: int | None) -> int | None:
-        """A seed unique to this (seed, env runner) pair.
-
-        RLlib seeds env runner w with `seed + w` and its sub-env i with `seed + w + i`,
-        so with several runners most sub-envs share a seed with a sub-env of another
-        runner and, since episodes reset in lockstep, replay the same initial states
-        (2 runners x 8 envs: 9 distinct streams, not 16). Mixing in the runner index
-        makes every stream distinct while staying reproducible. Outside remote env
-        runners (index 0: the driver, evaluation, tests) seeds pass through unchanged,
-        so the adapter reproduces the raw scenario for the same seed.
-        """
-        if seed is None or self._worker_index == 0:
-            return seed
-        return int(np.random.SeedSequence([int(seed), self._worker_index]).generate_state(1)[0])
+        onehots = np.eye(len(self.possible_agents), dtype=np.float32)
+        self._agent_ids = dict(zip(self.possible_agents, onehots)) if self._with_id else None
 
     # -- building observations -------------------------------------------------
     def global_state(self, observations: dict[str, np.ndarray]) -> np.ndarray:
@@ -141,19 +169,12 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
 
     def _augment(self, observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         state = self.global_state(observations) if self._with_state else None
-        augmented = {}
-        for agent, obs in observations.items():
-            parts = [np.asarray(obs, dtype=np.float32).ravel()]
-            if self._with_id:
-                parts.append(self._agent_ids_onehot[self._index[agent]])
-            if state is not None:
-                parts.append(state)
-            augmented[agent] = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return augmented
+        flat = {agent: np.asarray(obs, dtype=np.float32).ravel() for agent, obs in observations.items()}
+        return layout_observations(flat, self._agent_ids, state)
 
     # -- MultiAgentEnv API -----------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        observations, infos = self.env.reset(seed=self._distinct_seed(seed), options=options)
+        observations, infos = self.env.reset(seed=distinct_seed(seed, self._worker_index), options=options)
         self.agents = [a for a in self.possible_agents if a in observations]
         return self._augment(observations), {a: infos.get(a, {}) for a in observations}
 

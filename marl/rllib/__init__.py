@@ -1,0 +1,1 @@
+"""Pieces that plug into RLlib's extension points (env runners, episode building)."""
