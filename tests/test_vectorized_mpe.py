@@ -63,6 +63,7 @@ def test_matches_mpe2_step_for_step(scenario, continuous):
     # Two seeded episodes, then one that continues each world's generator (seed None).
     episodes = [[11, 22, 33, 44], [55, 66, 77, 88], [None] * NUM_ENVS]
     touching = False
+    truncated: dict[str, np.ndarray] = {}  # the previous episode's last truncation flags
     for episode, seeds in enumerate(episodes):
         if episode == 0:
             obs = vec.reset(seeds)
