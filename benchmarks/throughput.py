@@ -5,13 +5,18 @@ Measures, one after another (never two at once), in separate processes:
   1. the raw scenario: random actions, PettingZoo parallel API, one process;
   2. stock RLlib PPO at the "equal-work" setting (../shared/bench/stock_rllib_ppo.py);
   3. our IPPO and MAPPO at the same workload: one shared 64x64 tanh policy, 2048 env
-     steps per update, 4 epochs x 4 minibatches, lr 2.5e-4, 2 env runners x 8 envs.
+     steps per update, 4 epochs x 4 minibatches, lr 2.5e-4, 2 env runners x 8 envs,
+     on RLlib's env runner over PettingZoo (`scenario.backend: pettingzoo`) and on the
+     fast path (`scenario.backend: vectorized`);
+  4. with --target-return R: wall-clock seconds and env steps until our runs first
+     report a team return >= R (RLlib's mean over the last 100 training episodes).
 
 Throughput is env steps (joint steps) per second of wall-clock time including learning,
 over the iterations after the first (which includes start-up). For our runs it also
 prints where an iteration's time goes, from RLlib's own timers.
 
-usage: python benchmarks/throughput.py [--steps 40000] [--skip-stock]
+usage: python benchmarks/throughput.py [--steps 40000] [--skip-stock] [--target-return -60 --max-steps 1500000]
+       [--runners 1 2 4]   (scaling: MAPPO on the fast path with that many env runners)
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+THROUGHPUT_STEPS = 40_000  # set from --steps: the window over which steps/s is measured
 STOCK_SCRIPT = REPO.parent / "shared" / "bench" / "stock_rllib_ppo.py"
 EQUAL_WORK = [
     "policies.sharing=shared",
@@ -71,36 +77,85 @@ def vectorized_env_rate(num_envs: int, seconds: float = 3.0) -> float:
     return calls * num_envs / (time.perf_counter() - start)
 
 
-def one_run(algorithm: str, total_steps: int) -> dict:
-    """Train `algorithm` at the equal workload; report steps/s after the first iteration."""
+def one_run(algorithm: str, backend: str, total_steps: int, target_return: float | None, runners: int = 2) -> dict:
+    """Train `algorithm` at the equal workload on `backend`.
+
+    Reports env steps/s after the first iteration (which includes start-up) and, with a
+    target return, the wall-clock seconds (from the start of the first iteration) and env
+    steps until the training return first reaches it; training then runs until it does or
+    `total_steps` is reached.
+    """
     import ray
 
-    from marl.config import load_config
-
-    config = load_config(REPO / "configs" / f"{algorithm}_simple_spread.yaml", EQUAL_WORK + [f"stop.env_steps={total_steps}"])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    algo = config.training.to_rllib(config, num_gpus_per_learner=0).build_algo()
+    ray.init(num_cpus=max(2, runners + 1), include_dashboard=False, log_to_driver=False)
+    algo = _stock_config().build_algo() if algorithm == "stock" else _our_config(algorithm, backend, total_steps, runners).build_algo()
     timers: dict[str, float] = {}
+    reached = None
     try:
+        start = time.time()
         result = algo.train()
         t0, s0 = time.time(), result["num_env_steps_sampled_lifetime"]
         iterations = 0
-        while result["num_env_steps_sampled_lifetime"] < total_steps:
+        throughput_done = None
+        while True:
+            steps = result["num_env_steps_sampled_lifetime"]
+            team_return = result["env_runners"].get("episode_return_mean", float("-inf"))
+            if reached is None and target_return is not None and team_return >= target_return:
+                reached = {"seconds": time.time() - start, "env_steps": steps}
+            if throughput_done is None and steps >= min(total_steps, THROUGHPUT_STEPS):
+                throughput_done = (steps - s0) / (time.time() - t0)
+            if steps >= total_steps or (throughput_done is not None and (target_return is None or reached)):
+                break
             result = algo.train()
             iterations += 1
             for key, value in result.get("timers", {}).items():
-                if isinstance(value, (int, float)):
+                if isinstance(value, (int, float)) and throughput_done is None:
                     timers[key] = timers.get(key, 0.0) + value
-        rate = (result["num_env_steps_sampled_lifetime"] - s0) / (time.time() - t0)
+        rate = throughput_done if throughput_done is not None else (steps - s0) / (time.time() - t0)
+        measured_iterations = max(1, min(iterations, round((min(total_steps, THROUGHPUT_STEPS) - s0) / 2048)))
     finally:
         algo.stop()
         ray.shutdown()
     return {
         "algorithm": algorithm,
+        "backend": backend,
+        "env_runners": runners,
         "env_steps_per_s": rate,
-        "team_return": result["env_runners"].get("episode_return_mean"),
-        "seconds_per_iteration": {key: value / max(iterations, 1) for key, value in sorted(timers.items())},
+        "team_return": float(result["env_runners"].get("episode_return_mean", float("nan"))),
+        "reached": reached,
+        "seconds_per_iteration": {key: value / measured_iterations for key, value in sorted(timers.items())},
     }
+
+
+def _our_config(algorithm: str, backend: str, total_steps: int, runners: int):
+    from marl.config import load_config
+
+    overrides = EQUAL_WORK + [f"stop.env_steps={total_steps}", f"scenario.backend={backend}",
+                              f"resources.num_env_runners={runners}",
+                              # the same 16 worlds per update, however many runners step them
+                              f"resources.num_envs_per_env_runner={16 // max(runners, 1)}"]
+    config = load_config(REPO / "configs" / f"{algorithm}_simple_spread.yaml", overrides)
+    return config.training.to_rllib(config, num_gpus_per_learner=0)
+
+
+def _stock_config():
+    """Stock RLlib PPO exactly as ../shared/bench/stock_rllib_ppo.py's "equal-work" mode builds it
+    (that script only reports throughput; this one also times the target return)."""
+    from mpe2 import simple_spread_v3
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
+    from ray.tune.registry import register_env
+
+    register_env("spread", lambda _: ParallelPettingZooEnv(simple_spread_v3.parallel_env(N=3, max_cycles=25)))
+    return (
+        PPOConfig()
+        .environment("spread")
+        .env_runners(num_env_runners=2, num_envs_per_env_runner=8, rollout_fragment_length=128)
+        .training(train_batch_size_per_learner=2048, num_epochs=4, minibatch_size=1536, lr=2.5e-4)
+        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64], fcnet_activation="tanh"))
+        .multi_agent(policies={"shared"}, policy_mapping_fn=lambda aid, *a, **k: "shared")
+    )
 
 
 def _subprocess_json(args: list[str]) -> dict:
@@ -110,17 +165,30 @@ def _subprocess_json(args: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=40000)
+    parser.add_argument("--steps", type=int, default=40000, help="env steps over which throughput is measured")
     parser.add_argument("--skip-stock", action="store_true")
-    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--target-return", type=float, help="also measure the time to reach this team return")
+    parser.add_argument("--max-steps", type=int, default=1_500_000, help="give up on the target after this many steps")
+    parser.add_argument("--runners", type=int, nargs="*", default=[], help="scaling runs: env runner counts")
+    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global THROUGHPUT_STEPS
+    THROUGHPUT_STEPS = args.steps
+    total = args.max_steps if args.target_return is not None else args.steps
     if args.one:
-        print(json.dumps(one_run(args.one, args.steps)))
+        algorithm, backend, runners = args.one
+        print(json.dumps(one_run(algorithm, backend, total, args.target_return, int(runners))))
+        return
+    forwarded = ["--steps", str(args.steps), "--max-steps", str(args.max_steps)]
+    if args.target_return is not None:
+        forwarded += ["--target-return", str(args.target_return)]
+    if args.runners:
+        _scaling(args.runners, forwarded)
         return
 
     print(f"raw simple_spread_v3 (random actions, 1 process): {raw_env_rate():,.0f} env steps/s")
     for num_envs in (8, 64):
-        print(f"vectorized simple_spread, {num_envs:2d} worlds per call:    {vectorized_env_rate(num_envs):,.0f} env steps/s (not yet used by training)")
+        print(f"vectorized simple_spread, {num_envs:2d} worlds per call:    {vectorized_env_rate(num_envs):,.0f} env steps/s")
     stock = None
     if not args.skip_stock:
         if not STOCK_SCRIPT.is_file():
@@ -129,11 +197,34 @@ def main() -> None:
         line = [l for l in out.stdout.splitlines() if l.startswith("stock_ppo")][-1]
         stock = float(line.split("env_steps_per_s")[1].split()[0])
         print(f"stock RLlib PPO (equal-work):                   {stock:,.0f} env steps/s   ({line})")
-    for algorithm in ("ippo", "mappo"):
-        result = _subprocess_json(["--one", algorithm, "--steps", str(args.steps)])
-        ratio = f"  = {result['env_steps_per_s'] / stock:.2f}x stock" if stock else ""
-        print(f"{algorithm:5s} (equal-work):                             {result['env_steps_per_s']:,.0f} env steps/s{ratio}")
-        print("      seconds per iteration: " + ", ".join(f"{k} {v:.3f}" for k, v in result["seconds_per_iteration"].items()))
+        if args.target_return is not None:
+            _print_reached(_subprocess_json(["--one", "stock", "pettingzoo", "2", *forwarded]), args.target_return)
+    for backend in ("pettingzoo", "vectorized"):
+        for algorithm in ("ippo", "mappo"):
+            result = _subprocess_json(["--one", algorithm, backend, "2", *forwarded])
+            ratio = f"  = {result['env_steps_per_s'] / stock:.2f}x stock" if stock else ""
+            print(f"{algorithm:5s} {backend:10s} (equal-work):                {result['env_steps_per_s']:,.0f} env steps/s{ratio}")
+            print("      seconds per iteration: " + ", ".join(f"{k} {v:.3f}" for k, v in result["seconds_per_iteration"].items()))
+            _print_reached(result, args.target_return)
+
+
+def _print_reached(result: dict, target: float | None) -> None:
+    if target is None:
+        return
+    if result["reached"]:
+        print(f"      team return >= {target:g} after {result['reached']['seconds']:.0f} s, {result['reached']['env_steps']:,} env steps")
+    else:
+        print(f"      team return >= {target:g} not reached (final {result['team_return']:.1f})")
+
+
+def _scaling(runner_counts: list[int], forwarded: list[str]) -> None:
+    """MAPPO on the fast path with 1, 2, 4, ... env runners: steps/s and efficiency vs the first."""
+    base = None
+    for runners in runner_counts:
+        result = _subprocess_json(["--one", "mappo", "vectorized", str(runners), *forwarded])
+        rate = result["env_steps_per_s"]
+        base = base or (rate / runner_counts[0])
+        print(f"mappo vectorized, {runners:2d} env runners: {rate:,.0f} env steps/s, efficiency {rate / (base * runners):.2f}")
 
 
 if __name__ == "__main__":

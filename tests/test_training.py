@@ -38,16 +38,21 @@ TINY = [
 # (config, extra overrides, action kind): every algorithm runs on each scenario its
 # capability flags allow.
 SCENARIOS = {
-    "spread_discrete": ("simple_spread", [], "discrete"),
-    "spread_continuous": ("simple_spread", ["scenario.kwargs.continuous_actions=true"], "continuous"),
-    "speaker_listener_per_agent": ("simple_speaker_listener", [], "discrete"),
+    # RLlib's stock env runner over the PettingZoo scenario.
+    "spread_discrete": ("simple_spread", ["scenario.backend=pettingzoo"], "discrete"),
+    "spread_continuous": (
+        "simple_spread", ["scenario.backend=pettingzoo", "scenario.kwargs.continuous_actions=true"], "continuous"
+    ),
+    "speaker_listener_per_agent": ("simple_speaker_listener", ["scenario.backend=pettingzoo"], "discrete"),
     # Heterogeneous agents made uniform by a SuperSuit chain, then one shared policy.
     "speaker_listener_padded_shared": (
         "simple_speaker_listener",
-        ["scenario.wrappers=[pad_observations_v0, pad_action_space_v0]", "policies.sharing=shared"],
+        ["scenario.backend=pettingzoo", "scenario.wrappers=[pad_observations_v0, pad_action_space_v0]",
+         "policies.sharing=shared"],
         "discrete",
     ),
-    # The fast path: the same experiments sampled by the vectorized env runner.
+    # The fast path (the shipped mpe2 configs' backend): the same experiments sampled by the
+    # vectorized env runner.
     "spread_vectorized": ("simple_spread", ["scenario.backend=vectorized"], "discrete"),
     "spread_continuous_vectorized": (
         "simple_spread", ["scenario.backend=vectorized", "scenario.kwargs.continuous_actions=true"], "continuous"

@@ -96,8 +96,7 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
 
     def make_module(self) -> None:
         super().make_module()
-        # Env-runner modules only ever act. In eval mode RLlib's forward_exploration skips its
-        # eval()/train() toggle, a walk over all submodules twice per call.
+        # Env-runner modules only ever act: eval mode once, instead of per forward pass (`_act`).
         self.module.foreach_module(lambda module_id, module: module.eval())
 
     # -- env -------------------------------------------------------------------------
@@ -146,7 +145,10 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
             module = self.module[module_id]
             obs = torch.from_numpy(np.concatenate([laid_out[a] for a in members])).to(self._device)
             batch = {Columns.OBS: obs}
-            out = module.forward_exploration(batch) if explore else module.forward_inference(batch)
+            # The hooks behind forward_exploration/forward_inference: those only add an
+            # eval()/train() round trip over all submodules per call, and these modules are
+            # kept in eval mode (make_module) under no_grad (this method).
+            out = module._forward_exploration(batch) if explore else module._forward_inference(batch)
             dist_cls = module.get_exploration_action_dist_cls() if explore else module.get_inference_action_dist_cls()
             dist = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
             if not explore:
