@@ -71,6 +71,7 @@ def _evaluate(args) -> None:
 def _scenarios(args) -> None:
     from marl.envs.adapter import ScenarioSpec
     from marl.envs.registry import known_scenarios
+    from marl.envs.vectorized import VECTORIZED
 
     for name, entry in known_scenarios().items():
         try:
@@ -81,7 +82,8 @@ def _scenarios(args) -> None:
             env.close()
         except Exception as error:  # a scenario that needs kwargs still gets listed
             spaces = f"(needs kwargs: {error})"
-        print(f"{name}\n    {entry.description}\n    {spaces}")
+        fast = "  [backend: vectorized available]" if name in VECTORIZED else ""
+        print(f"{name}{fast}\n    {entry.description}\n    {spaces}")
 
 
 def _algorithms(args) -> None:

@@ -242,3 +242,12 @@ def test_metrics_use_the_stock_keys_and_count_every_step():
 def test_unsupported_vectorized_setups_are_refused_before_ray(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_config(REPO / "configs" / "mappo_simple_spread.yaml", ["scenario.backend=vectorized", *overrides])
+
+
+def test_marl_scenarios_marks_the_scenarios_with_a_fast_path(capsys):
+    from marl.cli import main
+
+    assert main(["scenarios"]) == 0
+    headers = [line for line in capsys.readouterr().out.splitlines() if line and not line.startswith(" ")]
+    marked = sorted(line.split()[0] for line in headers if "[backend: vectorized available]" in line)
+    assert marked == ["simple_reference_v3", "simple_speaker_listener_v4", "simple_spread_v3"]
