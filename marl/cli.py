@@ -71,7 +71,7 @@ def _evaluate(args) -> None:
 def _scenarios(args) -> None:
     from marl.envs.adapter import ScenarioSpec
     from marl.envs.registry import known_scenarios
-    from marl.envs.vectorized import VECTORIZED
+    from marl.envs.vectorized import vectorized_factory
 
     for name, entry in known_scenarios().items():
         try:
@@ -82,7 +82,7 @@ def _scenarios(args) -> None:
             env.close()
         except Exception as error:  # a scenario that needs kwargs still gets listed
             spaces = f"(needs kwargs: {error})"
-        fast = "  [backend: vectorized available]" if name in VECTORIZED else ""
+        fast = "  [backend: vectorized available]" if vectorized_factory(name) is not None else ""
         print(f"{name}{fast}\n    {entry.description}\n    {spaces}")
 
 

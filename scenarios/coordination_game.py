@@ -83,6 +83,14 @@ a generator created from `reset(seed=...)` and passed around; never use
 numpy's or Python's global random state, or seeded runs stop being
 reproducible. `marl` loads this file by the name `coordination_game`, and
 your own by a path `package.module:parallel_env`.
+
+Optionally, a scenario can also offer a *vectorized twin* for the fast path
+(`scenario.backend: vectorized`): a module-level `vectorized_env(num_envs,
+**kwargs)` returning an object that steps `num_envs` copies at once with numpy
+and equals the PettingZoo env step for step (the interface is in
+`marl/envs/vectorized/__init__.py`). `VectorCoordinationGame` below is one; its
+test (`tests/test_scenario_coordination_game.py`) checks the equality. Skip it
+until sampling speed matters: the PettingZoo env alone is enough.
 """
 
 from __future__ import annotations
@@ -218,3 +226,71 @@ class CoordinationGameEnv(ParallelEnv):
 def parallel_env(**kwargs):
     """Build the environment; `marl` calls this with the scenario's kwargs."""
     return CoordinationGameEnv(**kwargs)
+
+
+class VectorCoordinationGame:
+    """`num_envs` coordination games stepped together: the fast-path twin of `CoordinationGameEnv`.
+
+    World b draws from its own generator exactly what `CoordinationGameEnv` draws
+    (initial bits at reset, then one `random(n)` per step for the flips), so given
+    the same seeds and actions every observation, reward and flag is identical.
+    The rewards are computed for all worlds at once from the count of ones.
+    """
+
+    def __init__(self, num_envs, n_agents=3, max_cycles=25, flip_prob=0.1):
+        CoordinationGameEnv(n_agents, max_cycles, flip_prob)  # the same argument checks
+        self.num_envs = num_envs
+        self.n_agents = n_agents
+        self.max_cycles = max_cycles
+        self.flip_prob = flip_prob
+        self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
+        self._rngs = [None] * num_envs
+        self._state = np.zeros((num_envs, n_agents), dtype=np.int8)
+        self._steps = np.zeros(num_envs, dtype=np.int64)
+        # team_reward as a lookup by the number of ones, computed once.
+        self._reward_by_ones = np.array(
+            [team_reward(np.arange(n_agents) < ones) for ones in range(n_agents + 1)], dtype=np.float32
+        )
+
+    def state(self):
+        return self._state.astype(np.float32)
+
+    def _observations(self):
+        state = self.state()
+        return {a: state.copy() for a in self.possible_agents}
+
+    def reset(self, seeds):
+        return self.reset_done(np.ones(self.num_envs, dtype=bool), seeds)
+
+    def reset_done(self, mask, seeds):
+        worlds = np.flatnonzero(mask)
+        if len(worlds) != len(seeds):
+            raise ValueError(f"{len(worlds)} worlds to reset but {len(seeds)} seeds")
+        for b, seed in zip(worlds, seeds):
+            if seed is not None or self._rngs[b] is None:
+                self._rngs[b], _ = seeding.np_random(seed)
+            self._state[b] = self._rngs[b].integers(0, 2, self.n_agents, dtype=np.int8)
+            self._steps[b] = 0
+        return self._observations()
+
+    def step(self, actions):
+        joint = np.stack([np.asarray(actions[a]) for a in self.possible_agents], axis=1).astype(np.int8)
+        if np.any((joint != 0) & (joint != 1)):
+            raise ValueError("actions must be 0 or 1")
+        flips = np.stack([rng.random(self.n_agents) < self.flip_prob for rng in self._rngs])
+        self._state = joint ^ flips.astype(np.int8)
+        self._steps += 1
+        reward = self._reward_by_ones[self._state.sum(axis=1)]
+        truncated = self._steps >= self.max_cycles
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        return (
+            self._observations(),
+            {a: reward.copy() for a in self.possible_agents},
+            {a: terminated.copy() for a in self.possible_agents},
+            {a: truncated.copy() for a in self.possible_agents},
+        )
+
+
+def vectorized_env(num_envs, **kwargs):
+    """The fast-path twin (`scenario.backend: vectorized`); same kwargs as `parallel_env`."""
+    return VectorCoordinationGame(num_envs, **kwargs)

@@ -159,3 +159,33 @@ def test_render_rgb_array():
     assert centres[0].sum() < centres[1].sum()
     np.testing.assert_array_equal(centres[1], centres[2])
     env.close()
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_vectorized_twin_equals_the_pettingzoo_env_step_for_step(n):
+    from scenarios.coordination_game import vectorized_env
+
+    num_envs, max_cycles = 4, 6
+    vec = vectorized_env(num_envs, n_agents=n, max_cycles=max_cycles, flip_prob=0.3)
+    refs = [parallel_env(n_agents=n, max_cycles=max_cycles, flip_prob=0.3) for _ in range(num_envs)]
+    rng = np.random.default_rng(n)
+    # Two seeded episodes, then one that continues each world's own generator.
+    for episode, seeds in enumerate([[1, 2, 3, 4], [5, 6, 7, 8], [None] * num_envs]):
+        obs = vec.reset(seeds) if episode == 0 else vec.reset_done(np.ones(num_envs, dtype=bool), seeds)
+        expected = [env.reset(seed=seed)[0] for env, seed in zip(refs, seeds)]
+        for b in range(num_envs):
+            assert all(np.array_equal(obs[a][b], expected[b][a]) for a in vec.possible_agents)
+            np.testing.assert_array_equal(vec.state()[b], refs[b].state())
+        for t in range(max_cycles):
+            actions = {a: rng.integers(0, 2, num_envs) for a in vec.possible_agents}
+            obs, rewards, terminated, truncated = vec.step(actions)
+            for b, env in enumerate(refs):
+                o, r, te, tr, _ = env.step({a: int(actions[a][b]) for a in vec.possible_agents})
+                for a in vec.possible_agents:
+                    assert np.array_equal(obs[a][b], o[a]) and rewards[a][b] == r[a]
+                    assert (terminated[a][b], truncated[a][b]) == (te[a], tr[a])
+                np.testing.assert_array_equal(vec.state()[b], env.state())
+    # Resetting some worlds leaves the others as they are.
+    before = vec.state().copy()
+    vec.reset_done(np.array([True, False, False, True]), [None, None])
+    np.testing.assert_array_equal(vec.state()[1:3], before[1:3])

@@ -33,6 +33,9 @@ CASES = {
     "ippo_spread_continuous": ("mappo_simple_spread_continuous.yaml", ["algorithm=ippo"]),
     "ippo_speaker_listener": ("ippo_simple_speaker_listener.yaml", []),
     "mappo_reference_no_id": ("mappo_simple_reference.yaml", ["policies.agent_id_in_obs=false"]),
+    # A project scenario's own twin (scenarios/coordination_game.py); the critic's state is
+    # the scenario's state(), not the concatenated observations.
+    "mappo_coordination_game": ("mappo_coordination_game.yaml", []),
 }
 NUM_ENVS = 3
 
@@ -60,9 +63,9 @@ def done_episodes(episodes: list[MultiAgentEpisode]) -> list[MultiAgentEpisode]:
     return [e for e in episodes if e.is_done and e.env_t_started == 0]
 
 
-def first_obs(episode: MultiAgentEpisode) -> bytes:
-    agent = sorted(episode.agent_episodes)[0]
-    return np.round(episode.agent_episodes[agent].get_observations(0), 4).tobytes()
+def observations_key(episode: MultiAgentEpisode) -> bytes:
+    """All observations of the episode (rounded): identifies it across the two runners."""
+    return b"".join(np.round(episode.agent_episodes[a].get_observations(), 4).tobytes() for a in sorted(episode.agent_episodes))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -77,10 +80,11 @@ def test_same_episodes_as_rllib_runner_with_deterministic_actions(case):
         stock.stop()
         fast.stop()
     assert len(stock_eps) == len(fast_eps) == 2 * NUM_ENVS
-    by_start = {first_obs(e): e for e in fast_eps}
-    assert len(by_start) == len(fast_eps), "every world must start from its own initial state"
+    by_observations = {observations_key(e): e for e in fast_eps}
+    assert len(by_observations) == len(fast_eps), "every world must run its own episodes"
     for expected in stock_eps:
-        got = by_start[first_obs(expected)]
+        got = by_observations.get(observations_key(expected))
+        assert got is not None, "an episode of RLlib's runner has no twin on the fast path"
         assert len(got) == len(expected) == 25
         # RLlib marks an episode whose agents are all truncated as terminated too; so must we.
         assert (got.is_truncated, got.is_terminated) == (expected.is_truncated, expected.is_terminated) == (True, True)
@@ -250,4 +254,14 @@ def test_marl_scenarios_marks_the_scenarios_with_a_fast_path(capsys):
     assert main(["scenarios"]) == 0
     headers = [line for line in capsys.readouterr().out.splitlines() if line and not line.startswith(" ")]
     marked = sorted(line.split()[0] for line in headers if "[backend: vectorized available]" in line)
-    assert marked == ["simple_reference_v3", "simple_speaker_listener_v4", "simple_spread_v3"]
+    assert marked == ["coordination_game", "simple_reference_v3", "simple_speaker_listener_v4", "simple_spread_v3"]
+
+
+def test_a_scenario_named_by_path_offers_its_module_twin():
+    from marl.envs.vectorized import vectorized_factory
+    from scenarios.coordination_game import vectorized_env
+
+    name = "scenarios.coordination_game:parallel_env"
+    assert vectorized_factory(name) is vectorized_env
+    config = load_config(REPO / "configs" / "mappo_coordination_game.yaml", [f"scenario.name={name}", "scenario.backend=vectorized"])
+    assert config.scenario.backend == "vectorized"

@@ -109,6 +109,7 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
         adapter = self.env.spec_adapter
         self._agents = self.env.possible_agents
         self._with_state = adapter._with_state
+        self._env_state = adapter._env_state  # the critic's state is the scenario's state(), not the observations
         self._agent_ids = adapter._agent_ids
         self._module_of = {agent: self.config.policy_mapping_fn(agent, None) for agent in self._agents}
         self._members = {}
@@ -129,7 +130,13 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
         self._needs_initial_reset = False
 
     def _laid_out(self, observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        state = np.concatenate([observations[a] for a in self._agents], axis=-1) if self._with_state else None
+        """Every agent's `[obs | id | state]` rows, with the state of the worlds as they are now."""
+        state = None
+        if self._with_state:
+            if self._env_state:
+                state = np.asarray(self.env.backend.state(), dtype=np.float32)
+            else:
+                state = np.concatenate([observations[a] for a in self._agents], axis=-1)
         return layout_observations(observations, self._agent_ids, state)
 
     # -- acting ------------------------------------------------------------------------

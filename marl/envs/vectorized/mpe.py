@@ -325,6 +325,10 @@ class _VectorScenario:
             {name: truncated.copy() for name in self.possible_agents},
         )
 
+    def state(self) -> np.ndarray:
+        """``(num_envs, sum of obs dims)``: as mpe2's ``state()``, all observations concatenated."""
+        return np.concatenate(list(self._obs_dict().values()), axis=-1)
+
     # -- internals ----------------------------------------------------------------------------
 
     def _obs_dict(self) -> Obs:
