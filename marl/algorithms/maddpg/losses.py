@@ -49,9 +49,8 @@ def gumbel_softmax(
     if not hard:
         return soft
     one_hot = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
-    # one_hot + (soft - soft.detach()): the bracket is exactly 0 in the forward pass, so the value
-    # is exactly one-hot (the usual one_hot - soft.detach() + soft can round 1 to 1 - ulp), while
-    # its gradient is the soft sample's.
+    # Straight-through: the bracket is exactly 0 in the forward pass, so the value is the one-hot,
+    # while the gradient is the soft sample's.
     return one_hot + (soft - soft.detach())
 
 
