@@ -214,7 +214,8 @@ def joint_transitions_from_episodes(
     (from `cut()`) can be passed in any order and give each env step exactly once. Observations
     must be flat (obs_dim,) arrays; `action_to_vector(agent, actions)` turns an agent's stored
     actions into the critic's (n, action_dim) vectors (see `make_action_to_vector`).
-    Every agent in an episode must be one of `agents`.
+    Every agent in an episode must be one of `agents`. What this relies on in RLlib's episode
+    layout is listed in the comment above `_agent_steps_in_chunk`.
     """
     per_chunk = [_no_rows(agents, obs_dims, action_dims)]  # so that no episodes gives 0 rows, not an error
     for episode in episodes:
