@@ -1,0 +1,5 @@
+"""MADDPG (Lowe et al. 2017): decentralised actors, one centralised critic per agent.
+
+`losses` holds the maths as pure torch and `replay` the joint replay buffer (every
+agent's transition at the same env step in one row); both are tested without Ray.
+"""

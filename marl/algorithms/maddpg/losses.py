@@ -1,0 +1,170 @@
+"""MADDPG's maths as pure torch (Lowe et al. 2017; openai/maddpg as the reference code).
+
+Per agent i, with x = (o_1..o_N) and actions a_1..a_N:
+
+    critic:  L(Q_i)  = E[(Q_i(x, a_1..a_N) - y_i)^2]
+             y_i     = r_i + gamma * (1 - terminated_i) * Q'_i(x', a'_1..a'_N),  a'_j ~ mu'_j(o'_j)
+    actor:   L(mu_i) = -E[Q_i(x, a_1..a^_i..a_N)] + 1e-3 * E[logits_i^2],      a^_i ~ mu_i(o_i)
+    targets: theta'  <- (1 - tau) theta' + tau theta
+    clipping: each gradient tensor scaled to L2 norm <= 0.5, one tensor at a time
+
+Tested on hand-made batches without Ray (tests/test_maddpg_math.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from marl.algorithms.ppo.losses import masked_mean_fn
+
+
+def sample_gumbel(shape: torch.Size, *, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Standard Gumbel noise g = -log(-log(u)), u ~ U(0, 1), drawn from `generator`."""
+    uniform = torch.rand(shape, generator=generator, dtype=dtype, device=device)
+    # torch.rand may return exactly 0, and -log(-log(0)) would be -inf: keep u in [tiny, 1).
+    uniform = uniform.clamp(min=torch.finfo(dtype).tiny)
+    return -torch.log(-torch.log(uniform))
+
+
+def gumbel_softmax(
+    logits: torch.Tensor, *, temperature: float = 1.0, hard: bool, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A differentiable sample from Categorical(softmax(logits)), over the last dimension.
+
+    soft:  y = softmax((logits + g) / T),  g ~ Gumbel(0, 1) i.i.d.
+    hard:  forward value one_hot(argmax y), gradient that of the soft y (straight-through).
+
+    The reference (openai/maddpg) sends the SOFT sample to the environment at T = 1;
+    `hard=True` is for environments that need an integer action. The noise comes from
+    `generator` (which must live on `logits.device`); None means torch's default generator.
+    """
+    if temperature <= 0:
+        raise ValueError(f"gumbel_softmax: temperature must be > 0, got {temperature}")
+    gumbel = sample_gumbel(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
+    soft = torch.softmax((logits + gumbel) / temperature, dim=-1)
+    if not hard:
+        return soft
+    one_hot = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
+    # Straight-through: the bracket is exactly 0 in the forward pass, so the value is the one-hot,
+    # while the gradient is the soft sample's.
+    return one_hot + (soft - soft.detach())
+
+
+def _require_same_shape(**tensors: torch.Tensor) -> None:
+    """Raise unless all tensors have one shape: (B,) against (B, 1) would broadcast to (B, B)."""
+    shapes = {name: tuple(tensor.shape) for name, tensor in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"shapes must match, got {shapes}")
+
+
+def critic_targets(rewards: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma: float) -> torch.Tensor:
+    """TD targets y = r + gamma * (1 - terminated) * Q'(x', a'), shape (B,), no gradient.
+
+    rewards, terminated, next_q: (B,). `next_q` is the TARGET critic at the next joint
+    observation with every agent's TARGET-actor action. Pass the termination flag only:
+    an episode cut by the time limit (truncation) is not terminal and bootstraps.
+    """
+    _require_same_shape(rewards=rewards, terminated=terminated, next_q=next_q)
+    not_terminal = 1.0 - terminated.to(next_q.dtype)
+    return (rewards + gamma * not_terminal * next_q).detach()
+
+
+def critic_loss(q: torch.Tensor, targets: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared TD error E[(Q(x, a) - y)^2] over the rows where `mask` is set; y is detached.
+
+    q, targets, mask: (B,). The mask drops rows where this critic's agent did not act
+    (it had left or not yet entered); the reference has no mask (MPE agents never leave).
+    """
+    _require_same_shape(q=q, targets=targets)
+    return masked_mean_fn(mask)((q - targets.detach()) ** 2)
+
+
+def actor_loss(
+    q_of_own_fresh_action: torch.Tensor,
+    logits: torch.Tensor,
+    *,
+    logits_reg: float = 1e-3,
+    mask: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Deterministic policy gradient objective with the reference's logit regulariser.
+
+    actor_loss      = -E[Q_i(x, a_1..a^_i..a_N)] + logits_reg * E[logits^2]
+    q_mean          = E[Q_i(...)]                      (diagnostic, detached)
+    logits_reg_term = logits_reg * E[logits^2]         (diagnostic, detached)
+
+    q_of_own_fresh_action: (B,), agent i's critic with a^_i a fresh differentiable sample
+    of its own actor and the other agents' actions from the replay batch. Compute it
+    with the critic's parameters excluded from the graph (see `call_with_frozen_params`):
+    the actor loss must not train the critic. logits: (B, A), the actor's raw outputs;
+    E[logits^2] averages over rows and action dimensions, as the reference does.
+    """
+    if logits.shape[:-1] != q_of_own_fresh_action.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} must be q's shape {tuple(q_of_own_fresh_action.shape)} plus an action dimension")
+    mean = masked_mean_fn(mask)
+    q_mean = mean(q_of_own_fresh_action)
+    logits_reg_term = logits_reg * mean((logits**2).mean(dim=-1))
+    return {
+        "actor_loss": -q_mean + logits_reg_term,
+        "q_mean": q_mean.detach(),
+        "logits_reg_term": logits_reg_term.detach(),
+    }
+
+
+def call_with_frozen_params(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """`module(*args, **kwargs)` with detached parameters: gradients reach the inputs only.
+
+    The actor loss goes through the critic. RLlib's TorchLearner sums every loss and
+    calls backward() once, so a plain `critic(x, a)` there would also push the actor
+    objective's gradient into the critic. With this call the graph holds the inputs
+    (and so the actor producing a^_i) but not the critic's weights.
+    """
+    frozen = {name: tensor.detach() for name, tensor in module.state_dict(keep_vars=True).items()}
+    return torch.func.functional_call(module, frozen, args, kwargs)
+
+
+def _floating_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and floating-point buffers by name (integer buffers such as counters are not averaged)."""
+    state = dict(module.named_parameters())
+    state.update({name: buffer for name, buffer in module.named_buffers() if buffer.is_floating_point()})
+    return state
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """theta' <- (1 - tau) theta' + tau theta, in place, for every parameter (and float buffer).
+
+    tau = 1 copies the source, tau = 0 leaves the target unchanged; the reference uses 0.01
+    after every update. Tensors are matched by name, so the two modules must share a layout.
+    """
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"polyak_update: tau must be in [0, 1], got {tau}")
+    target_state, source_state = _floating_state(target), _floating_state(source)
+    if target_state.keys() != source_state.keys():
+        raise ValueError(f"polyak_update: modules differ: {sorted(target_state.keys() ^ source_state.keys())}")
+    for name, target_tensor in target_state.items():
+        # lerp_(end, w) = start + w (end - start); exact at w = 0 and w = 1.
+        target_tensor.lerp_(source_state[name], tau)
+
+
+@torch.no_grad()
+def clip_grad_norm_per_tensor(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale each parameter's gradient g to g * c / max(||g||_2, c), c = max_norm, in place.
+
+    This is the reference's `tf.clip_by_norm` on every gradient tensor separately (its
+    minimize_and_clip), NOT torch.nn.utils.clip_grad_norm_, which clips the norm of all
+    gradients together. RLlib's learner does the same per-tensor clipping with
+    grad_clip=max_norm, grad_clip_by="norm". Returns the norms before clipping, one per
+    tensor that has a gradient.
+    """
+    if max_norm <= 0:
+        raise ValueError(f"clip_grad_norm_per_tensor: max_norm must be > 0, got {max_norm}")
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norms = [grad.norm(2) for grad in grads]
+    for grad, norm in zip(grads, norms):
+        # A factor of 1 below the threshold: no branch, so no device-to-host sync on a GPU.
+        grad.mul_(max_norm / norm.clamp(min=max_norm))
+    return torch.stack(norms) if norms else torch.zeros(0)

@@ -1,0 +1,257 @@
+"""A replay buffer of JOINT transitions: one row is one env step of one world, for every agent.
+
+MADDPG trains every agent's critic on Q_i(o_1..o_N, a_1..a_N), so a sampled batch must
+hold all agents' (o, a, r, o', terminated) at the SAME env steps. RLlib's
+MultiAgentEpisodeReplayBuffer does not give that (its "independent" mode samples each
+module separately; "synchronized" loses the row alignment once an agent terminates early),
+hence this buffer and `joint_transitions_from_episodes`, which lines RLlib's episode chunks
+up by env step.
+
+Row layout, per agent (float32, N rows):
+    obs (N, obs_dim), actions (N, action_dim), rewards (N,), next_obs (N, obs_dim),
+    terminated (N,), mask (N,)
+`mask` is 1 where the agent acted at that env step; where it is 0 (the agent had left or
+not yet entered) every other column of that agent is 0 and the learner must mask that
+agent's losses. `terminated` is 1 only on the agent's own terminal step; a truncated
+(time-limit) step has terminated 0 and bootstraps.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
+
+FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "mask")
+
+Rows = dict[str, dict[str, np.ndarray]]  # agent -> field -> (N, ...) array
+ActionToVector = Callable[[str, np.ndarray], np.ndarray]  # (agent, (n, ...) actions) -> (n, action_dim)
+
+
+def _field_shapes(obs_dim: int, action_dim: int) -> dict[str, tuple[int, ...]]:
+    """Each field's shape within one row."""
+    return {"obs": (obs_dim,), "actions": (action_dim,), "rewards": (), "next_obs": (obs_dim,), "terminated": (), "mask": ()}
+
+
+def _empty_rows(num_rows: int, obs_dim: int, action_dim: int) -> dict[str, np.ndarray]:
+    """One agent's zero-filled (so masked-out) columns for `num_rows` rows."""
+    return {field: np.zeros((num_rows, *shape), np.float32) for field, shape in _field_shapes(obs_dim, action_dim).items()}
+
+
+def _check_agents(given: Sequence[str], expected: Sequence[str], what: str) -> None:
+    unknown = sorted(set(given) - set(expected))
+    missing = sorted(set(expected) - set(given))
+    if unknown:
+        raise ValueError(f"{what}: unknown agents {unknown}; expected exactly {list(expected)}")
+    if missing:
+        raise ValueError(f"{what}: missing agents {missing}; expected exactly {list(expected)}")
+
+
+class JointReplayBuffer:
+    """A numpy ring buffer of joint transitions, sampled uniformly without replacement.
+
+    One instance holds its own arrays and random generator (no class-level state), so a
+    policy ensemble keeps one independent buffer per sub-policy.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        agents: Sequence[str],
+        obs_dims: dict[str, int],
+        action_dims: dict[str, int],
+        rng: np.random.Generator,
+    ):
+        if capacity < 1:
+            raise ValueError(f"JointReplayBuffer: capacity must be >= 1, got {capacity}")
+        if not agents or len(set(agents)) != len(agents):
+            raise ValueError(f"JointReplayBuffer: agents must be a non-empty list without repeats, got {list(agents)}")
+        _check_agents(list(obs_dims), agents, "JointReplayBuffer obs_dims")
+        _check_agents(list(action_dims), agents, "JointReplayBuffer action_dims")
+        self.capacity = capacity
+        self.agents = list(agents)
+        self.obs_dims = {agent: int(obs_dims[agent]) for agent in agents}
+        self.action_dims = {agent: int(action_dims[agent]) for agent in agents}
+        self._rng = rng
+        self._storage: Rows = {agent: _empty_rows(capacity, self.obs_dims[agent], self.action_dims[agent]) for agent in agents}
+        self._next_row = 0  # where the next row goes; the oldest row once the buffer is full
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _num_rows(self, rows: Rows) -> int:
+        """Validate `rows` against the buffer's layout and return their common row count."""
+        _check_agents(list(rows), self.agents, "JointReplayBuffer.add")
+        num_rows = len(rows[self.agents[0]]["obs"]) if "obs" in rows[self.agents[0]] else 0
+        for agent in self.agents:
+            if set(rows[agent]) != set(FIELDS):
+                raise ValueError(f"JointReplayBuffer.add: rows[{agent!r}] has fields {sorted(rows[agent])}, expected {sorted(FIELDS)}")
+            for field, shape in _field_shapes(self.obs_dims[agent], self.action_dims[agent]).items():
+                actual = np.shape(rows[agent][field])
+                if actual != (num_rows, *shape):
+                    raise ValueError(f"JointReplayBuffer.add: rows[{agent!r}][{field!r}] has shape {actual}, expected {(num_rows, *shape)}")
+        return num_rows
+
+    def add(self, rows: Rows) -> None:
+        """Append joint rows (the layout `sample` returns); the oldest rows are overwritten when full."""
+        num_rows = self._num_rows(rows)
+        # More rows than fit: only the newest `capacity` would survive, so write only those
+        # (a fancy-index write with repeated positions has no defined order).
+        first = max(0, num_rows - self.capacity)
+        positions = (self._next_row + np.arange(num_rows - first)) % self.capacity
+        for agent in self.agents:
+            for field in FIELDS:
+                self._storage[agent][field][positions] = rows[agent][field][first:]
+        self._next_row = (self._next_row + len(positions)) % self.capacity
+        self._size = min(self.capacity, self._size + len(positions))
+
+    def sample(self, batch_size: int) -> Rows:
+        """`batch_size` distinct stored rows, drawn uniformly; every agent's arrays share the rows."""
+        if self._size == 0:
+            raise ValueError("JointReplayBuffer.sample: the buffer is empty")
+        if not 1 <= batch_size <= self._size:
+            raise ValueError(f"JointReplayBuffer.sample: batch_size must be in [1, {self._size}] (rows stored), got {batch_size}")
+        # Rows 0.._size-1 are the filled ones whether or not the ring has wrapped.
+        indices = self._rng.choice(self._size, size=batch_size, replace=False)
+        return {agent: {field: columns[indices] for field, columns in self._storage[agent].items()} for agent in self.agents}
+
+    def add_episodes(self, episodes: Sequence[MultiAgentEpisode], action_to_vector: ActionToVector) -> int:
+        """Convert RLlib episode chunks with `joint_transitions_from_episodes` and add them; returns the row count."""
+        rows = joint_transitions_from_episodes(
+            episodes, self.agents, action_to_vector, obs_dims=self.obs_dims, action_dims=self.action_dims
+        )
+        self.add(rows)
+        return len(rows[self.agents[0]]["mask"])
+
+
+# -- RLlib episodes -> joint rows --------------------------------------------------------
+#
+# What this relies on in RLlib 2.60's MultiAgentEpisode (checked in tests/test_maddpg_replay.py):
+# - A chunk covers env steps env_t_started .. env_t - 1 (len(episode) = env_t - env_t_started of
+#   them); the next chunk (`cut()`) starts at env_t, so consecutive chunks share no step.
+# - One SingleAgentEpisode per agent that has acted: observations at its agent steps
+#   0..len (one more than actions and rewards, 0..len-1), indexed from the chunk start (a lookback
+#   buffer from `cut(len_lookback_buffer=k)` is excluded by the getters). Agent step k of the
+#   chunk is global agent step t_started + k.
+# - env_t_to_agent_t[agent]: one entry per env step, the GLOBAL agent step whose observation
+#   arrived at that env step, or "S" (SKIP_ENV_TS_TAG) when none did (before entering, after
+#   leaving). Only its last len(episode) + 1 entries are trusted: RLlib pads an agent that enters
+#   in a later chunk with one "S" per env step since the episode's reset, not since the chunk's
+#   start, so the list can be longer than the chunk.
+# - An agent acted at env step t when it has an observation at t and its next one at t + 1.
+#   An agent whose action is answered only later (turn-based envs) has no joint step: rejected.
+# - The per-agent terminated/truncated flags hold for the agent's last step of the chunk.
+
+
+def _agent_steps_in_chunk(episode: MultiAgentEpisode, agent: str) -> tuple[np.ndarray, np.ndarray]:
+    """(env steps, agent steps) at which `agent` acted, both counted from the chunk's start."""
+    num_env_steps = len(episode)
+    mapping = list(episode.env_t_to_agent_t[agent].data)
+    if len(mapping) < num_env_steps + 1:
+        raise ValueError(f"episode {episode.id_}: agent {agent!r} maps {len(mapping)} env steps, the chunk has {num_env_steps + 1}")
+    mapping = mapping[len(mapping) - (num_env_steps + 1):]
+    agent_episode = episode.agent_episodes[agent]
+    skip = MultiAgentEpisode.SKIP_ENV_TS_TAG
+    env_steps, agent_steps = [], []
+    for env_step, (now, after) in enumerate(zip(mapping[:-1], mapping[1:])):
+        if now == skip:
+            continue
+        local_step = now - agent_episode.t_started
+        if after == skip:
+            if local_step < len(agent_episode):
+                raise ValueError(
+                    f"episode {episode.id_}: agent {agent!r} acted at env step {episode.env_t_started + env_step} but got its "
+                    "next observation later; joint transitions need every acting agent to observe at the next env step"
+                )
+            continue  # its last observation (it has left) or its action is still pending
+        if after != now + 1:
+            raise ValueError(f"episode {episode.id_}: agent {agent!r} jumps from agent step {now} to {after} in one env step")
+        env_steps.append(env_step)
+        agent_steps.append(local_step)
+    return np.asarray(env_steps, dtype=np.int64), np.asarray(agent_steps, dtype=np.int64)
+
+
+def _agent_rows(
+    episode: MultiAgentEpisode, agent: str, action_to_vector: ActionToVector, obs_dim: int, action_dim: int
+) -> dict[str, np.ndarray]:
+    """One agent's columns for every env step of the chunk (mask 0 where it did not act)."""
+    rows = _empty_rows(len(episode), obs_dim, action_dim)
+    if agent not in episode.agent_episodes:
+        return rows  # never acted in this chunk: left before it, or enters after it
+    env_steps, agent_steps = _agent_steps_in_chunk(episode, agent)
+    if len(env_steps) == 0:
+        return rows
+    agent_episode = episode.agent_episodes[agent]
+    observations = np.asarray(agent_episode.get_observations(), dtype=np.float32)
+    if observations.shape[1:] != (obs_dim,):
+        raise ValueError(f"episode {episode.id_}: agent {agent!r} observations have shape {observations.shape[1:]}, expected ({obs_dim},)")
+    actions = np.asarray(agent_episode.get_actions())[agent_steps]
+    rows["obs"][env_steps] = observations[agent_steps]
+    rows["next_obs"][env_steps] = observations[agent_steps + 1]
+    rows["actions"][env_steps] = action_to_vector(agent, actions)
+    rows["rewards"][env_steps] = np.asarray(agent_episode.get_rewards(), dtype=np.float32)[agent_steps]
+    last_step = len(agent_episode) - 1
+    rows["terminated"][env_steps] = agent_episode.is_terminated & (agent_steps == last_step)
+    rows["mask"][env_steps] = 1.0
+    return rows
+
+
+def joint_transitions_from_episodes(
+    episodes: Sequence[MultiAgentEpisode],
+    agents: Sequence[str],
+    action_to_vector: ActionToVector,
+    *,
+    obs_dims: dict[str, int],
+    action_dims: dict[str, int],
+) -> Rows:
+    """Joint rows for `JointReplayBuffer.add`: one per env step of every chunk, every agent aligned.
+
+    Row t of a chunk holds, for each agent, (o_t, a_t, r_t, o_{t+1}, terminated_t) where the
+    agent acted at env step t, and mask 0 with zeros where it did not. Chunks of one episode
+    (from `cut()`) can be passed in any order and give each env step exactly once. Observations
+    must be flat (obs_dim,) arrays; `action_to_vector(agent, actions)` turns an agent's stored
+    actions into the critic's (n, action_dim) vectors (see `make_action_to_vector`).
+    Every agent in an episode must be one of `agents`. What this relies on in RLlib's episode
+    layout is listed in the comment above `_agent_steps_in_chunk`.
+    """
+    per_chunk = [_no_rows(agents, obs_dims, action_dims)]  # so that no episodes gives 0 rows, not an error
+    for episode in episodes:
+        unknown = sorted(set(episode.agent_ids) - set(agents))
+        if unknown:
+            raise ValueError(f"episode {episode.id_}: unknown agents {unknown}; expected only {list(agents)}")
+        per_chunk.append({agent: _agent_rows(episode, agent, action_to_vector, obs_dims[agent], action_dims[agent]) for agent in agents})
+    return {agent: {field: np.concatenate([rows[agent][field] for rows in per_chunk]) for field in FIELDS} for agent in agents}
+
+
+def _no_rows(agents: Sequence[str], obs_dims: dict[str, int], action_dims: dict[str, int]) -> Rows:
+    return {agent: _empty_rows(0, obs_dims[agent], action_dims[agent]) for agent in agents}
+
+
+# -- actions -> critic input -------------------------------------------------------------
+
+
+def action_vector_dim(space: gym.Space) -> int:
+    """Width of the critic's action vector: n for Discrete(n) (one-hot), the flat size for Box."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.Box):
+        return int(np.prod(space.shape))
+    raise ValueError(f"MADDPG supports Discrete and Box actions, got {space}")
+
+
+def make_action_to_vector(action_spaces: dict[str, gym.Space]) -> ActionToVector:
+    """`action_to_vector` for these spaces: Discrete -> one-hot, Box (e.g. a soft Gumbel sample) -> flat floats."""
+    for space in action_spaces.values():
+        action_vector_dim(space)  # reject unsupported spaces now, not at the first conversion
+
+    def action_to_vector(agent: str, actions: np.ndarray) -> np.ndarray:
+        space = action_spaces[agent]
+        actions = np.asarray(actions)
+        if isinstance(space, gym.spaces.Discrete):
+            return np.eye(space.n, dtype=np.float32)[actions.astype(np.int64) - space.start]
+        return actions.reshape(len(actions), -1).astype(np.float32)
+
+    return action_to_vector

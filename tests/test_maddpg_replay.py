@@ -1,0 +1,393 @@
+"""The joint replay buffer: ring buffer and sampling, and joint rows from real RLlib episodes (no Ray cluster).
+
+Every observation and reward encodes (episode, env step, agent), so a sampled row proves
+where each agent's data came from.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
+
+from marl.algorithms.maddpg.replay import (
+    FIELDS,
+    JointReplayBuffer,
+    action_vector_dim,
+    joint_transitions_from_episodes,
+    make_action_to_vector,
+)
+from marl.rllib.episodes import AgentChunk, build_episode_chunk
+
+AGENTS = ["agent_0", "agent_1", "agent_2"]
+NUM_ACTIONS = 5
+OBS_DIM = 3  # (episode, env step, agent index)
+OBS_DIMS = {agent: OBS_DIM for agent in AGENTS}
+ACTION_DIMS = {agent: NUM_ACTIONS for agent in AGENTS}
+OBSERVATION_SPACES = {agent: gym.spaces.Box(-1e6, 1e6, (OBS_DIM,), np.float32) for agent in AGENTS}
+ACTION_SPACES = {agent: gym.spaces.Discrete(NUM_ACTIONS) for agent in AGENTS}
+TO_VECTOR = make_action_to_vector(ACTION_SPACES)
+
+
+# -- encoded episodes -------------------------------------------------------------------
+
+
+def observation(episode: int, env_step: int, agent: str) -> np.ndarray:
+    return np.array([episode, env_step, AGENTS.index(agent)], np.float32)
+
+
+def reward(episode: int, env_step: int, agent: str) -> float:
+    return 1000.0 * episode + 10.0 * env_step + AGENTS.index(agent)
+
+
+def action(env_step: int, agent: str) -> int:
+    return (env_step + AGENTS.index(agent)) % NUM_ACTIONS
+
+
+def play(
+    episode: int,
+    num_steps: int,
+    *,
+    terminates_after: dict[str, int] | None = None,
+    enters_at: dict[str, int] | None = None,
+    cut_after: tuple[int, ...] = (),
+    lookback: int = 0,
+    truncate: bool = True,
+) -> list[MultiAgentEpisode]:
+    """Step a MultiAgentEpisode as RLlib's env runner does; return its chunks.
+
+    Env step t takes every live agent's action a_t (chosen at o_t) and brings r_t and
+    o_{t+1}. `terminates_after[a] = t`: agent a is terminated by step t (its last step).
+    `enters_at[a] = t`: agent a's first observation is o_t. The last step is a time-limit
+    truncation when `truncate`. `cut_after`: chunk boundaries, after that many steps.
+    """
+    terminates_after = terminates_after or {}
+    enters_at = enters_at or {}
+    chunk = MultiAgentEpisode(observation_space=OBSERVATION_SPACES, action_space=ACTION_SPACES)
+    acting = [agent for agent in AGENTS if enters_at.get(agent, 0) == 0]
+    chunk.add_env_reset(observations={agent: observation(episode, 0, agent) for agent in acting})
+    chunks = []
+    for env_step in range(num_steps):
+        terminated = {agent: True for agent in acting if terminates_after.get(agent) == env_step}
+        observed = [agent for agent in AGENTS if agent in acting or enters_at.get(agent) == env_step + 1]
+        chunk.add_env_step(
+            observations={agent: observation(episode, env_step + 1, agent) for agent in observed},
+            actions={agent: action(env_step, agent) for agent in acting},
+            rewards={agent: reward(episode, env_step, agent) for agent in acting},
+            terminateds=terminated,
+            truncateds={"__all__": truncate and env_step == num_steps - 1},
+        )
+        acting = [agent for agent in observed if agent not in terminated]
+        if env_step + 1 in cut_after:
+            chunks.append(chunk)
+            chunk = chunk.cut(len_lookback_buffer=lookback)
+    return chunks + [chunk]
+
+
+def rows_of(episodes: list[MultiAgentEpisode]):
+    return joint_transitions_from_episodes(episodes, AGENTS, TO_VECTOR, obs_dims=OBS_DIMS, action_dims=ACTION_DIMS)
+
+
+def buffer_of(rows, capacity: int = 1000, seed: int = 0) -> JointReplayBuffer:
+    buffer = JointReplayBuffer(capacity, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(seed))
+    buffer.add(rows)
+    return buffer
+
+
+def assert_rows_aligned(batch, expected_present) -> set[tuple[int, int]]:
+    """Every row's agents come from one (episode, env step); returns those (episode, step) keys.
+
+    `expected_present(episode, step)` is the set of agents that acted at that step.
+    """
+    keys = []
+    for row in range(len(batch[AGENTS[0]]["mask"])):
+        present = [agent for agent in AGENTS if batch[agent]["mask"][row] == 1.0]
+        assert present, f"row {row} has no agent"
+        episode, step = (int(v) for v in batch[present[0]]["obs"][row][:2])
+        assert set(present) == expected_present(episode, step), (episode, step, present)
+        for agent in AGENTS:
+            columns = {field: batch[agent][field][row] for field in FIELDS}
+            if agent not in present:
+                assert all(not np.any(value) for value in columns.values()), f"masked {agent} has data at {episode, step}"
+                continue
+            np.testing.assert_array_equal(columns["obs"], observation(episode, step, agent))
+            np.testing.assert_array_equal(columns["next_obs"], observation(episode, step + 1, agent))
+            assert columns["rewards"] == reward(episode, step, agent)
+            np.testing.assert_array_equal(columns["actions"], np.eye(NUM_ACTIONS)[action(step, agent)])
+        keys.append((episode, step))
+    return set(keys)
+
+
+# -- alignment on a real episode --------------------------------------------------------
+#
+# 3 agents, 10 steps; agent_2 is terminated by step 4 (it acts at steps 0..4), the episode is
+# truncated by the time limit after step 9.
+
+LENGTH, AGENT_2_LAST_STEP = 10, 4
+
+
+def present_with_early_leaver(episode, step):
+    return set(AGENTS) if step <= AGENT_2_LAST_STEP else {"agent_0", "agent_1"}
+
+
+def test_sampled_rows_hold_every_agent_at_the_same_env_step():
+    episodes = [play(e, LENGTH, terminates_after={"agent_2": AGENT_2_LAST_STEP})[0] for e in range(3)]
+    buffer = buffer_of(rows_of(episodes))
+    assert len(buffer) == 3 * LENGTH  # one row per env step: agent_2 leaving drops no row
+    seen = set()
+    for _ in range(20):
+        seen |= assert_rows_aligned(buffer.sample(16), present_with_early_leaver)
+    assert len(seen) > 25  # the checks ran over (nearly) every stored step
+
+
+def test_terminated_only_on_the_leaving_agents_last_step_and_truncation_bootstraps():
+    rows = rows_of(play(0, LENGTH, terminates_after={"agent_2": AGENT_2_LAST_STEP}))
+    terminated = {agent: rows[agent]["terminated"] for agent in AGENTS}
+    np.testing.assert_array_equal(terminated["agent_2"], np.eye(LENGTH)[AGENT_2_LAST_STEP])
+    np.testing.assert_array_equal(terminated["agent_0"], np.zeros(LENGTH))  # step 9 is truncated, not terminal
+    np.testing.assert_array_equal(terminated["agent_1"], np.zeros(LENGTH))
+    np.testing.assert_array_equal(rows["agent_0"]["next_obs"][-1], observation(0, LENGTH, "agent_0"))  # o_T to bootstrap from
+    np.testing.assert_array_equal(rows["agent_2"]["mask"], (np.arange(LENGTH) <= AGENT_2_LAST_STEP).astype(np.float32))
+
+
+def test_episode_terminated_for_all_marks_every_agent():
+    chunk = MultiAgentEpisode(observation_space=OBSERVATION_SPACES, action_space=ACTION_SPACES)
+    chunk.add_env_reset(observations={agent: observation(0, 0, agent) for agent in AGENTS})
+    for step in range(3):
+        chunk.add_env_step(
+            observations={agent: observation(0, step + 1, agent) for agent in AGENTS},
+            actions={agent: action(step, agent) for agent in AGENTS},
+            rewards={agent: reward(0, step, agent) for agent in AGENTS},
+            terminateds={"__all__": step == 2},
+        )
+    rows = rows_of([chunk])
+    for agent in AGENTS:
+        np.testing.assert_array_equal(rows[agent]["terminated"], [0.0, 0.0, 1.0])
+
+
+def test_agent_entering_late_is_masked_before_it_enters():
+    rows = rows_of(play(0, 6, enters_at={"agent_1": 2}))
+    np.testing.assert_array_equal(rows["agent_1"]["mask"], [0, 0, 1, 1, 1, 1])
+    assert_rows_aligned(buffer_of(rows).sample(6), lambda e, step: set(AGENTS) if step >= 2 else {"agent_0", "agent_2"})
+
+
+# -- chunks (episode.cut) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lookback", [0, 1, 3])
+@pytest.mark.parametrize(
+    "cut_after, events",
+    [
+        ((3, 7), {"terminates_after": {"agent_2": AGENT_2_LAST_STEP}}),
+        # cut right after agent_2's last step: the next chunk keeps a stub episode for it
+        ((AGENT_2_LAST_STEP + 1,), {"terminates_after": {"agent_2": AGENT_2_LAST_STEP}}),
+        # agent_1 enters inside the second chunk (RLlib pads its step map from the episode's start)
+        ((3,), {"enters_at": {"agent_1": 5}}),
+    ],
+    ids=["leaves", "cut-at-leave", "enters-late"],
+)
+def test_chunks_give_the_same_rows_as_the_whole_episode(cut_after, events, lookback):
+    chunks = play(0, LENGTH, cut_after=cut_after, lookback=lookback, **events)
+    assert len(chunks) == len(cut_after) + 1
+    assert [len(chunk) for chunk in chunks] == list(np.diff([0, *cut_after, LENGTH]))
+    whole = rows_of(play(0, LENGTH, **events))
+    in_chunks = rows_of(chunks)  # no row lost or doubled at a boundary, none changed
+    for agent in AGENTS:
+        for field in FIELDS:
+            np.testing.assert_array_equal(in_chunks[agent][field], whole[agent][field], err_msg=f"{agent} {field}")
+
+
+def test_chunks_in_any_order_and_numpy_episodes_give_the_same_rows():
+    chunks = play(0, LENGTH, cut_after=(4,), lookback=1, terminates_after={"agent_2": 6})
+    in_order = rows_of(chunks)
+    reversed_numpy = rows_of([chunk.to_numpy() for chunk in reversed(chunks)])
+    first_len = len(chunks[0])
+    for agent in AGENTS:
+        for field in FIELDS:
+            swapped = np.concatenate([reversed_numpy[agent][field][LENGTH - first_len :], reversed_numpy[agent][field][: LENGTH - first_len]])
+            np.testing.assert_array_equal(swapped, in_order[agent][field])
+
+
+def test_rllib_step_map_of_a_late_entrant_counts_from_the_episode_start():
+    # What `_agent_steps_in_chunk` works around: if this changes, its tail rule is still right,
+    # but the comment in replay.py should be updated.
+    second = play(0, 6, enters_at={"agent_1": 4}, cut_after=(2,))[1]
+    assert len(second) == 4
+    step_map = second.env_t_to_agent_t["agent_1"].data
+    assert len(step_map) > len(second) + 1
+    assert list(step_map[-(len(second) + 1) :]) == ["S", "S", 0, 1, 2]
+
+
+def test_vectorized_runner_chunks_give_the_same_rows_as_stepped_episodes():
+    # marl.rllib.episodes builds chunks from arrays (the fast path); they must convert alike.
+    stepped = play(0, 6, cut_after=(4,))
+    built = []
+    for start, stop in ((0, 4), (4, 6)):
+        agents = {
+            agent: AgentChunk(
+                observations=np.stack([observation(0, step, agent) for step in range(start, stop + 1)]),
+                actions=np.array([action(step, agent) for step in range(start, stop)]),
+                rewards=np.array([reward(0, step, agent) for step in range(start, stop)], np.float32),
+                extra_model_outputs={},
+            )
+            for agent in AGENTS
+        }
+        built.append(
+            build_episode_chunk(
+                episode_id="e0",
+                env_t_started=start,
+                agents=agents,
+                module_ids={agent: agent for agent in AGENTS},
+                observation_spaces=OBSERVATION_SPACES,
+                action_spaces=ACTION_SPACES,
+                terminated=False,
+                truncated=stop == 6,
+            )
+        )
+    expected, got = rows_of(stepped), rows_of(built)
+    for agent in AGENTS:
+        for field in FIELDS:
+            np.testing.assert_array_equal(got[agent][field], expected[agent][field])
+
+
+# -- conversion errors ------------------------------------------------------------------
+
+
+def test_turn_based_agents_are_rejected():
+    # agent_1's action at step 0 is answered only at step 2: there is no joint step 0 for it.
+    chunk = MultiAgentEpisode(observation_space=OBSERVATION_SPACES, action_space=ACTION_SPACES)
+    chunk.add_env_reset(observations={"agent_0": observation(0, 0, "agent_0"), "agent_1": observation(0, 0, "agent_1")})
+    chunk.add_env_step({"agent_0": observation(0, 1, "agent_0")}, {"agent_0": 0, "agent_1": 1}, {"agent_0": 0.0, "agent_1": 0.0})
+    chunk.add_env_step({"agent_0": observation(0, 2, "agent_0"), "agent_1": observation(0, 2, "agent_1")}, {"agent_0": 0}, {"agent_0": 0.0})
+    with pytest.raises(ValueError, match="agent_1.*next observation later"):
+        rows_of([chunk])
+
+
+def test_unknown_agents_and_unflattened_observations_are_rejected():
+    with pytest.raises(ValueError, match=r"unknown agents \['agent_2'\]"):
+        joint_transitions_from_episodes(play(0, 3), AGENTS[:2], TO_VECTOR, obs_dims=OBS_DIMS, action_dims=ACTION_DIMS)
+    with pytest.raises(ValueError, match="observations have shape"):
+        joint_transitions_from_episodes(play(0, 3), AGENTS, TO_VECTOR, obs_dims={**OBS_DIMS, "agent_1": 4}, action_dims=ACTION_DIMS)
+
+
+def test_no_episodes_give_no_rows():
+    rows = rows_of([])
+    assert all(rows[agent][field].shape[0] == 0 for agent in AGENTS for field in FIELDS)
+    buffer = buffer_of(rows)
+    assert len(buffer) == 0
+
+
+# -- action vectors ---------------------------------------------------------------------
+
+
+def test_action_vectors_for_discrete_and_box():
+    spaces = {"d": gym.spaces.Discrete(3, start=1), "b": gym.spaces.Box(-1, 1, (2, 2), np.float32)}
+    to_vector = make_action_to_vector(spaces)
+    np.testing.assert_array_equal(to_vector("d", np.array([1, 3])), [[1, 0, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(to_vector("b", np.arange(8).reshape(2, 2, 2)), np.arange(8).reshape(2, 4))
+    assert [action_vector_dim(space) for space in spaces.values()] == [3, 4]
+    with pytest.raises(ValueError, match="Discrete and Box"):
+        make_action_to_vector({"m": gym.spaces.MultiDiscrete([2, 2])})
+
+
+# -- the ring buffer --------------------------------------------------------------------
+
+
+def numbered_rows(first: int, count: int):
+    """Rows whose every column holds the row number (mask 1), to see which rows survive."""
+    numbers = np.arange(first, first + count, dtype=np.float32)
+    return {
+        agent: {
+            "obs": np.repeat(numbers[:, None], OBS_DIM, 1),
+            "actions": np.repeat(numbers[:, None], NUM_ACTIONS, 1),
+            "rewards": numbers.copy(),
+            "next_obs": np.repeat(numbers[:, None] + 1, OBS_DIM, 1),
+            "terminated": np.zeros(count, np.float32),
+            "mask": np.ones(count, np.float32),
+        }
+        for agent in AGENTS
+    }
+
+
+def stored_numbers(buffer: JointReplayBuffer) -> list[float]:
+    return sorted(buffer.sample(len(buffer))["agent_0"]["rewards"].tolist())
+
+
+def test_wrap_around_keeps_the_newest_rows():
+    buffer = buffer_of(numbered_rows(0, 3), capacity=5)
+    assert len(buffer) == 3 and stored_numbers(buffer) == [0, 1, 2]
+    buffer.add(numbered_rows(3, 4))
+    assert len(buffer) == 5 and stored_numbers(buffer) == [2, 3, 4, 5, 6]
+    buffer.add(numbered_rows(100, 12))  # more than fit at once
+    assert len(buffer) == 5 and stored_numbers(buffer) == [107, 108, 109, 110, 111]
+    batch = buffer.sample(5)
+    for agent in AGENTS:  # rows stay whole across the wrap
+        np.testing.assert_array_equal(batch[agent]["obs"][:, 0], batch["agent_0"]["rewards"])
+        np.testing.assert_array_equal(batch[agent]["next_obs"][:, 0], batch["agent_0"]["rewards"] + 1)
+
+
+def test_sampling_is_reproducible_distinct_and_a_copy():
+    first = buffer_of(numbered_rows(0, 50), seed=7)
+    second = buffer_of(numbered_rows(0, 50), seed=7)
+    other = buffer_of(numbered_rows(0, 50), seed=8)
+    draws = [buffer.sample(10)["agent_1"]["rewards"] for buffer in (first, second, other)]
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert not np.array_equal(draws[0], draws[2])
+    assert len(set(draws[0].tolist())) == 10  # without replacement
+    batch = first.sample(50)
+    batch["agent_0"]["rewards"][:] = -1.0
+    assert stored_numbers(first) == list(range(50))
+
+
+def test_independent_buffers_share_no_state():
+    # A policy ensemble keeps one buffer per sub-policy.
+    buffers = [JointReplayBuffer(10, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0)) for _ in range(3)]
+    buffers[0].add(numbered_rows(0, 4))
+    buffers[1].add(numbered_rows(50, 2))
+    assert [len(buffer) for buffer in buffers] == [4, 2, 0]
+    assert stored_numbers(buffers[0]) == [0, 1, 2, 3] and stored_numbers(buffers[1]) == [50, 51]
+    assert not np.shares_memory(buffers[0]._storage["agent_0"]["obs"], buffers[1]._storage["agent_0"]["obs"])
+
+
+def test_add_episodes_converts_and_counts_rows():
+    buffer = JointReplayBuffer(100, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0))
+    assert buffer.add_episodes(play(0, 6, cut_after=(3,)), TO_VECTOR) == 6
+    assert len(buffer) == 6
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda rows: rows.pop("agent_2"), r"missing agents \['agent_2'\]"),
+        (lambda rows: rows.update(agent_9=rows["agent_0"]), r"unknown agents \['agent_9'\]"),
+        (lambda rows: rows["agent_1"].pop("mask"), r"rows\['agent_1'\] has fields"),
+        (lambda rows: rows["agent_1"].update(obs=np.zeros((4, OBS_DIM + 1))), r"rows\['agent_1'\]\['obs'\] has shape \(4, 4\), expected \(4, 3\)"),
+        (lambda rows: rows["agent_2"].update(rewards=np.zeros(3)), r"rows\['agent_2'\]\['rewards'\] has shape \(3,\), expected \(4,\)"),
+    ],
+    ids=["missing-agent", "unknown-agent", "missing-field", "obs-width", "row-count"],
+)
+def test_add_rejects_malformed_rows(change, message):
+    buffer = JointReplayBuffer(10, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0))
+    rows = numbered_rows(0, 4)
+    change(rows)
+    with pytest.raises(ValueError, match=message):
+        buffer.add(rows)
+    assert len(buffer) == 0  # nothing half-written
+
+
+def test_sample_and_constructor_errors():
+    buffer = JointReplayBuffer(10, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="empty"):
+        buffer.sample(1)
+    buffer.add(numbered_rows(0, 3))
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, 3\]"):
+        buffer.sample(4)
+    with pytest.raises(ValueError, match="batch_size"):
+        buffer.sample(0)
+    with pytest.raises(ValueError, match="capacity"):
+        JointReplayBuffer(0, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"obs_dims: missing agents \['agent_2'\]"):
+        JointReplayBuffer(10, AGENTS, {"agent_0": 3, "agent_1": 3}, ACTION_DIMS, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="without repeats"):
+        JointReplayBuffer(10, ["a", "a"], {"a": 1}, {"a": 1}, np.random.default_rng(0))
