@@ -12,11 +12,11 @@ Measures, one after another (never two at once), in separate processes:
      report a team return >= R (RLlib's mean over the last 100 training episodes).
 
 Throughput is env steps (joint steps) per second of wall-clock time including learning,
-over the iterations after the first (which includes start-up). For our runs it also
-prints where an iteration's time goes, from RLlib's own timers.
+over the iterations after the first (which includes start-up). Where an iteration's time
+goes: benchmarks/profile_iteration.py.
 
 usage: python benchmarks/throughput.py [--steps 40000] [--skip-stock] [--target-return -60 --max-steps 1500000]
-       [--runners 1 2 4]   (scaling: MAPPO on the fast path with that many env runners)
+       [--runners 0 1 2 [--backends vectorized]]   (scaling: MAPPO with that many env runners)
 """
 
 from __future__ import annotations
@@ -89,13 +89,11 @@ def one_run(algorithm: str, backend: str, total_steps: int, target_return: float
 
     ray.init(num_cpus=max(2, runners + 1), include_dashboard=False, log_to_driver=False)
     algo = _stock_config().build_algo() if algorithm == "stock" else _our_config(algorithm, backend, total_steps, runners).build_algo()
-    timers: dict[str, float] = {}
     reached = None
     try:
         start = time.time()
         result = algo.train()
         t0, s0 = time.time(), result["num_env_steps_sampled_lifetime"]
-        iterations = 0
         throughput_done = None
         while True:
             steps = result["num_env_steps_sampled_lifetime"]
@@ -107,12 +105,7 @@ def one_run(algorithm: str, backend: str, total_steps: int, target_return: float
             if steps >= total_steps or (throughput_done is not None and (target_return is None or reached)):
                 break
             result = algo.train()
-            iterations += 1
-            for key, value in result.get("timers", {}).items():
-                if isinstance(value, (int, float)) and throughput_done is None:
-                    timers[key] = timers.get(key, 0.0) + value
         rate = throughput_done if throughput_done is not None else (steps - s0) / (time.time() - t0)
-        measured_iterations = max(1, min(iterations, round((min(total_steps, THROUGHPUT_STEPS) - s0) / 2048)))
     finally:
         algo.stop()
         ray.shutdown()
@@ -123,7 +116,6 @@ def one_run(algorithm: str, backend: str, total_steps: int, target_return: float
         "env_steps_per_s": rate,
         "team_return": float(result["env_runners"].get("episode_return_mean", float("nan"))),
         "reached": reached,
-        "seconds_per_iteration": {key: value / measured_iterations for key, value in sorted(timers.items())},
     }
 
 
@@ -170,6 +162,8 @@ def main() -> None:
     parser.add_argument("--target-return", type=float, help="also measure the time to reach this team return")
     parser.add_argument("--max-steps", type=int, default=1_500_000, help="give up on the target after this many steps")
     parser.add_argument("--runners", type=int, nargs="*", default=[], help="scaling runs: env runner counts")
+    parser.add_argument("--algorithms", nargs="+", default=["ippo", "mappo"], choices=["ippo", "mappo"])
+    parser.add_argument("--backends", nargs="+", default=["pettingzoo", "vectorized"], choices=["pettingzoo", "vectorized"])
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     global THROUGHPUT_STEPS
@@ -183,7 +177,7 @@ def main() -> None:
     if args.target_return is not None:
         forwarded += ["--target-return", str(args.target_return)]
     if args.runners:
-        _scaling(args.runners, forwarded)
+        _scaling(args.backends, args.runners, forwarded)
         return
 
     print(f"raw simple_spread_v3 (random actions, 1 process): {raw_env_rate():,.0f} env steps/s")
@@ -199,12 +193,14 @@ def main() -> None:
         print(f"stock RLlib PPO (equal-work):                   {stock:,.0f} env steps/s   ({line})")
         if args.target_return is not None:
             _print_reached(_subprocess_json(["--one", "stock", "pettingzoo", "2", *forwarded]), args.target_return)
-    for backend in ("pettingzoo", "vectorized"):
-        for algorithm in ("ippo", "mappo"):
-            result = _subprocess_json(["--one", algorithm, backend, "2", *forwarded])
+    # 2 runners x 8 worlds: stock's layout; 0 runners x 16 worlds in the driver: the shipped configs'.
+    layouts = [(backend, 2) for backend in args.backends] + ([("vectorized", 0)] if "vectorized" in args.backends else [])
+    for backend, runners in layouts:
+        for algorithm in args.algorithms:
+            result = _subprocess_json(["--one", algorithm, backend, str(runners), *forwarded])
             ratio = f"  = {result['env_steps_per_s'] / stock:.2f}x stock" if stock else ""
-            print(f"{algorithm:5s} {backend:10s} (equal-work):                {result['env_steps_per_s']:,.0f} env steps/s{ratio}")
-            print("      seconds per iteration: " + ", ".join(f"{k} {v:.3f}" for k, v in result["seconds_per_iteration"].items()))
+            layout = f"{runners} runners x {16 // max(runners, 1)}"
+            print(f"{algorithm:5s} {backend:10s} {layout:15s} (equal-work): {result['env_steps_per_s']:,.0f} env steps/s{ratio}", flush=True)
             _print_reached(result, args.target_return)
 
 
@@ -217,14 +213,21 @@ def _print_reached(result: dict, target: float | None) -> None:
         print(f"      team return >= {target:g} not reached (final {result['team_return']:.1f})")
 
 
-def _scaling(runner_counts: list[int], forwarded: list[str]) -> None:
-    """MAPPO on the fast path with 1, 2, 4, ... env runners: steps/s and efficiency vs the first."""
-    base = None
-    for runners in runner_counts:
-        result = _subprocess_json(["--one", "mappo", "vectorized", str(runners), *forwarded])
-        rate = result["env_steps_per_s"]
-        base = base or (rate / runner_counts[0])
-        print(f"mappo vectorized, {runners:2d} env runners: {rate:,.0f} env steps/s, efficiency {rate / (base * runners):.2f}")
+def _scaling(backends: list[str], runner_counts: list[int], forwarded: list[str]) -> None:
+    """MAPPO with 0 (sampling in the driver), 1, 2, ... env runners, the 16 worlds split among them.
+
+    Efficiency of n >= 1 runners = (steps/s with n) / (n x steps/s with the smallest n >= 1):
+    on a machine with fewer cores than runners + driver it can only fall.
+    """
+    for backend in backends:
+        per_runner = None
+        for runners in runner_counts:
+            rate = _subprocess_json(["--one", "mappo", backend, str(runners), *forwarded])["env_steps_per_s"]
+            line = f"mappo {backend:10s} {runners:2d} env runners x {16 // max(runners, 1):2d} worlds: {rate:,.0f} env steps/s"
+            if runners >= 1:
+                per_runner = per_runner or rate / runners
+                line += f", efficiency {rate / (per_runner * runners):.2f}"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
