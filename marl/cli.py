@@ -97,6 +97,7 @@ def _algorithms(args) -> None:
                 ("centralized critic", cls.has_centralized_critic()),
                 ("discrete actions", cls.supports_discrete_actions()),
                 ("continuous actions", cls.supports_continuous_actions()),
+                ("vectorized backend", cls.supports_backend("vectorized")),
             )
             if on
         ]

@@ -111,7 +111,7 @@ class CheckpointConfig(StrictModel):
 
 class ExperimentConfig(StrictModel):
     algorithm: str
-    """Algorithm name from the registry (`marl algorithms` lists them: `ippo`, `mappo`, `dpo`)."""
+    """Algorithm name from the registry (`marl algorithms` lists them: `ippo`, `mappo`, `dpo`, `maddpg`)."""
     scenario: ScenarioConfig
     """Which PettingZoo scenario to train on, with its kwargs and wrappers."""
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)

@@ -69,6 +69,9 @@ class CheckpointPolicies:
         self.meta = read_meta(self.checkpoint)
         self.modules = MultiRLModule.from_checkpoint(str(self.checkpoint / RL_MODULE_PATH))
         self.mapping: dict[str, str] = self.meta["policy_mapping"]
+        # As the env runners did: PPO's Gaussian acts in [-1, 1] and is rescaled; MADDPG's
+        # module returns env-unit actions. (Checkpoints from before this key: rescaled.)
+        self.normalize_actions: bool = self.meta.get("normalize_actions", True)
 
     def make_env(self, render_mode: str | None = None, seed: int | None = None) -> PettingZooMultiAgentEnv:
         env_config = dict(self.meta["env_config"])
@@ -93,7 +96,10 @@ class CheckpointPolicies:
             chosen = (dist if explore else dist.to_deterministic()).sample().numpy()
             for agent, action in zip(agents, chosen):
                 space = action_spaces[agent]
-                actions[agent] = unsquash_action(action, space) if space.shape else int(action)
+                if not space.shape:
+                    actions[agent] = int(action)
+                else:
+                    actions[agent] = unsquash_action(action, space) if self.normalize_actions else action
         return actions
 
 

@@ -1,7 +1,7 @@
 """Algorithm registry: a name -> its typed config class (which builds the RLlib config).
 
 Capability flags live on the config classes (`has_centralized_critic()`,
-`supports_continuous_actions()`, `supports_discrete_actions()`), so tests can
+`supports_continuous_actions()`, `supports_discrete_actions()`, `supports_backend()`), so tests can
 parametrize over every valid (algorithm, scenario) pair.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from marl.algorithms.dpo import DPOConfig
+from marl.algorithms.maddpg import MADDPGConfig
 from marl.algorithms.ppo import IPPOConfig, MAPPOConfig
 
 
@@ -26,5 +27,6 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
         AlgorithmEntry("ippo", IPPOConfig, "PPO per agent with local critics V(o_i)"),
         AlgorithmEntry("mappo", MAPPOConfig, "PPO with a centralised critic V(s)"),
         AlgorithmEntry("dpo", DPOConfig, "decentralised PPO-like surrogate with adaptive sqrt-KL and KL penalties (Su & Lu)"),
+        AlgorithmEntry("maddpg", MADDPGConfig, "off-policy: Gumbel-softmax actors, critics Q_i(all obs, all actions), joint replay"),
     ]
 }

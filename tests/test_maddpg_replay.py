@@ -141,6 +141,31 @@ def test_sampled_rows_hold_every_agent_at_the_same_env_step():
     assert len(seen) > 25  # the checks ran over (nearly) every stored step
 
 
+def test_time_limit_with_per_agent_truncation_flags_is_not_terminal():
+    """Our adapter's last step: every agent truncated AND the __all__ flags, as RLlib's env runner adds it.
+
+    RLlib 2.60 then flags the episode and each agent's episode as terminated too; the rows
+    must still bootstrap (terminated 0) through the time limit.
+    """
+    chunk = MultiAgentEpisode(observation_space=OBSERVATION_SPACES, action_space=ACTION_SPACES)
+    chunk.add_env_reset(observations={agent: observation(0, 0, agent) for agent in AGENTS})
+    for env_step in range(LENGTH):
+        last = env_step == LENGTH - 1
+        chunk.add_env_step(
+            observations={agent: observation(0, env_step + 1, agent) for agent in AGENTS},
+            actions={agent: action(env_step, agent) for agent in AGENTS},
+            rewards={agent: reward(0, env_step, agent) for agent in AGENTS},
+            terminateds={"__all__": False, **{agent: False for agent in AGENTS}},
+            truncateds={"__all__": last, **{agent: last for agent in AGENTS}},
+        )
+    # The RLlib behaviour this guards against (if RLlib changes it, the guard is still right).
+    assert all(chunk.agent_episodes[agent].is_truncated for agent in AGENTS)
+    rows = rows_of([chunk])
+    for agent in AGENTS:
+        np.testing.assert_array_equal(rows[agent]["terminated"], np.zeros(LENGTH))
+        np.testing.assert_array_equal(rows[agent]["mask"], np.ones(LENGTH))
+
+
 def test_terminated_only_on_the_leaving_agents_last_step_and_truncation_bootstraps():
     rows = rows_of(play(0, LENGTH, terminates_after={"agent_2": AGENT_2_LAST_STEP}))
     terminated = {agent: rows[agent]["terminated"] for agent in AGENTS}

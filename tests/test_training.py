@@ -29,11 +29,24 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "resources.num_env_runners=1",
     "resources.num_envs_per_env_runner=2",
-    "training.train_batch_size=200",
-    "training.num_epochs=2",
     "stop.env_steps=100000",
     "checkpoint.every_iterations=2",
 ]
+# 200 env steps per iteration, and few updates, whatever the algorithm calls them.
+TINY_PPO_TRAINING = ["training.train_batch_size=200", "training.num_epochs=2"]
+TINY_TRAINING = {
+    "maddpg": [
+        "training.env_steps_per_iteration=200",
+        "training.batch_size=64",
+        "training.learning_starts=100",  # updates from the first iteration on
+        "training.updates_per_iteration=2",
+    ],
+}
+
+
+def tiny_overrides(algorithm: str) -> list[str]:
+    """TINY plus the algorithm's own small-budget training settings."""
+    return TINY + TINY_TRAINING.get(algorithm, TINY_PPO_TRAINING)
 
 # (config, extra overrides, action kind): every algorithm runs on each scenario its
 # capability flags allow.
@@ -63,13 +76,18 @@ SCENARIOS = {
 
 # The scenarios' agents, to name the policies each sharing mode gives.
 AGENTS = {"simple_spread": ["agent_0", "agent_1", "agent_2"], "simple_speaker_listener": ["speaker_0", "listener_0"]}
-# Logged per policy by every algorithm, and by each algorithm on top.
-COMMON_TERMS = ("pg_loss", "vf_loss", "entropy", "approx_kl", "explained_var", "total_loss")
-ALGORITHM_TERMS = {
-    "ippo": ("clip_frac",),
-    "mappo": ("clip_frac",),
-    "dpo": ("beta_kl", "beta_sqrt_kl", "kl", "sqrt_kl", "surrogate_loss"),
+# Logged per policy by every algorithm of the PPO family, and by each algorithm on top.
+PPO_TERMS = ("pg_loss", "vf_loss", "entropy", "approx_kl", "explained_var", "total_loss")
+LOGGED_TERMS = {
+    "ippo": PPO_TERMS + ("clip_frac",),
+    "mappo": PPO_TERMS + ("clip_frac",),
+    "dpo": PPO_TERMS + ("beta_kl", "beta_sqrt_kl", "kl", "sqrt_kl", "surrogate_loss"),
+    "maddpg": ("critic_loss", "actor_loss", "q_mean", "target_q_mean", "logits_reg"),
 }
+
+
+def _backend(overrides: list[str]) -> str:
+    return next(o.split("=", 1)[1] for o in overrides if o.startswith("scenario.backend="))
 
 
 def _pairs():
@@ -77,12 +95,13 @@ def _pairs():
         for key, (scenario, overrides, kind) in SCENARIOS.items():
             cls = entry.config_class
             supported = cls.supports_continuous_actions() if kind == "continuous" else cls.supports_discrete_actions()
-            if supported:
+            if supported and cls.supports_backend(_backend(overrides)):
                 yield pytest.param(algorithm, scenario, overrides, id=f"{algorithm}-{key}")
 
 
 def _tiny(config_name: str, *extra: str):
-    return load_config(REPO / "configs" / f"{config_name}.yaml", TINY + list(extra))
+    algorithm = config_name.split("_")[0]
+    return load_config(REPO / "configs" / f"{config_name}.yaml", tiny_overrides(algorithm) + list(extra))
 
 
 def _rows(run_dir: Path) -> list[dict]:
@@ -102,7 +121,7 @@ def test_every_algorithm_trains_on_every_supported_scenario(tmp_path, algorithm,
     assert float(rows[-1]["episode_return_mean"]) == pytest.approx(float(rows[-1]["episode_return_mean"]))  # not NaN
     policies = sorted(set(policy_mapping(config, AGENTS[scenario]).values()))
     for policy in policies:
-        for term in COMMON_TERMS + ALGORITHM_TERMS.get(algorithm, ()):
+        for term in LOGGED_TERMS[algorithm]:
             assert f"{policy}/{term}" in rows[-1], f"{policy}/{term} missing from metrics.csv"
     assert any(line.startswith("iter ") and "steps/s" in line and "ETA" in line for line in lines)
     assert (run_dir / "tensorboard").is_dir() and any((run_dir / "tensorboard").iterdir())
@@ -204,7 +223,7 @@ def test_checkpoint_resume_keeps_counters_and_evaluate_renders(tmp_path, backend
 
 def test_cli_train_ctrl_c_writes_final_checkpoint_then_evaluate(tmp_path):
     """The user's path: `marl train`, Ctrl-C, `marl evaluate` on what was saved."""
-    command = [sys.executable, "-m", "marl.cli", "train", str(REPO / "configs" / "ippo_simple_spread.yaml"), *TINY,
+    command = [sys.executable, "-m", "marl.cli", "train", str(REPO / "configs" / "ippo_simple_spread.yaml"), *tiny_overrides("ippo"),
                "checkpoint.every_iterations=1000", "--runs-dir", "runs"]  # relative, as users type it
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     output = []

@@ -150,6 +150,8 @@ def _checkpoint_meta(algo, config: ExperimentConfig, row: dict[str, float]) -> d
         "config": config_to_dict(config),
         "env_config": dict(algo.config.env_config),
         "policy_mapping": dict(algo.config.policy_mapping_fn.mapping),
+        # Whether the env runners rescaled Box actions from [-1, 1] (evaluation must do the same).
+        "normalize_actions": bool(algo.config.normalize_actions),
     }
 
 

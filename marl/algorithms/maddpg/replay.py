@@ -13,7 +13,8 @@ Row layout, per agent (float32, N rows):
 `mask` is 1 where the agent acted at that env step; where it is 0 (the agent had left or
 not yet entered) every other column of that agent is 0 and the learner must mask that
 agent's losses. `terminated` is 1 only on the agent's own terminal step; a truncated
-(time-limit) step has terminated 0 and bootstraps.
+(time-limit) step has terminated 0 and bootstraps (see `ends_in_termination` for the
+RLlib flags this reads).
 """
 
 from __future__ import annotations
@@ -174,6 +175,20 @@ def _agent_steps_in_chunk(episode: MultiAgentEpisode, agent: str) -> tuple[np.nd
     return np.asarray(env_steps, dtype=np.int64), np.asarray(agent_steps, dtype=np.int64)
 
 
+def ends_in_termination(agent_episode) -> bool:
+    """Whether the agent's last step is a true terminal state (no bootstrap from its next observation).
+
+    RLlib 2.60's MultiAgentEpisode.add_env_step marks the episode AND every agent's
+    SingleAgentEpisode as terminated when all agents are truncated (a PettingZoo time
+    limit: our adapter sets every agent's truncation flag), so `is_terminated` alone
+    would stop MADDPG bootstrapping through the time limit. A step that is both
+    terminated and truncated counts as truncated: it bootstraps. (An agent that truly
+    terminates on the very step the time limit ends the episode is therefore treated as
+    truncated: one step of one episode, a negligible bias.)
+    """
+    return bool(agent_episode.is_terminated and not agent_episode.is_truncated)
+
+
 def _agent_rows(
     episode: MultiAgentEpisode, agent: str, action_to_vector: ActionToVector, obs_dim: int, action_dim: int
 ) -> dict[str, np.ndarray]:
@@ -194,7 +209,7 @@ def _agent_rows(
     rows["actions"][env_steps] = action_to_vector(agent, actions)
     rows["rewards"][env_steps] = np.asarray(agent_episode.get_rewards(), dtype=np.float32)[agent_steps]
     last_step = len(agent_episode) - 1
-    rows["terminated"][env_steps] = agent_episode.is_terminated & (agent_steps == last_step)
+    rows["terminated"][env_steps] = ends_in_termination(agent_episode) & (agent_steps == last_step)
     rows["mask"][env_steps] = 1.0
     return rows
 

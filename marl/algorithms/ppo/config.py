@@ -99,6 +99,11 @@ class ActorCriticConfig(StrictModel):
     def supports_discrete_actions(cls) -> bool:
         return True
 
+    @classmethod
+    def supports_backend(cls, backend: str) -> bool:
+        """Whether the env runners of `scenario.backend` can sample this algorithm's module."""
+        return True
+
     def check_compatible(self, experiment: ExperimentConfig) -> None:
         """Checks that need the whole experiment but not the scenario."""
         if self.train_batch_size < self.num_minibatches:

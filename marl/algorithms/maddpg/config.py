@@ -1,0 +1,182 @@
+"""Typed hyperparameters of MADDPG (Lowe et al. 2017) and its independent-DDPG baseline.
+
+Defaults are the reference code's (openai/maddpg; shared/reference/algorithms.md §1):
+Adam lr 1e-2 for actor and critic, gamma 0.95, tau 0.01, batch 1024 joint transitions,
+buffer 1e6, learning after 1024 * 25 transitions, one update per 100 env steps (here
+`updates_per_iteration` updates per `env_steps_per_iteration` sampled), gradient clip 0.5
+per tensor, logit regulariser 1e-3. `critic: local` gives the paper's baseline (DDPG with
+Q_i(o_i, a_i)) from the same code.
+
+Actions: Discrete actions with straight-through (hard) Gumbel-softmax, and mpe2's
+`continuous_actions=True` Box actions with the reference's soft Gumbel-softmax
+(`hard: false`) or a hard one-hot. Box actions are treated as a Gumbel-softmax over the
+Box's flat dimensions (mpe2's 5-dim forces in [0, 1]); a general continuous controller
+(tanh policy with Gaussian noise) is not in this increment.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import gymnasium as gym
+from pydantic import Field
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from marl.algorithms.common import ScenarioProbe, apply_common_settings, probe_scenario
+from marl.algorithms.maddpg.algorithm import MADDPGRLlibConfig
+from marl.algorithms.maddpg.learner import MADDPGTorchLearner
+from marl.algorithms.maddpg.module import MADDPGModule
+from marl.algorithms.maddpg.replay import action_vector_dim
+from marl.config import StrictModel
+from marl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from marl.config import ExperimentConfig
+
+
+class MADDPGConfig(StrictModel):
+    """MADDPG: per agent a deterministic Gumbel-softmax actor mu_i(o_i) and a critic Q_i; joint replay."""
+
+    lr_actor: float = Field(1e-2, gt=0)
+    """Adam learning rate of each actor."""
+    lr_critic: float = Field(1e-2, gt=0)
+    """Adam learning rate of each critic."""
+    gamma: float = Field(0.95, ge=0, le=1)
+    """Discount factor (a time-limit truncation bootstraps; only a true termination stops it)."""
+    tau: float = Field(0.01, ge=0, le=1)
+    """Polyak rate of the target networks after every update: theta' <- (1 - tau) theta' + tau theta."""
+    batch_size: int = Field(1024, gt=0)
+    """Joint transitions (env steps, every agent) per update."""
+    buffer_capacity: int = Field(1_000_000, gt=0)
+    """Joint transitions the replay buffer holds (the oldest are overwritten)."""
+    learning_starts: int = Field(1024 * 25, ge=0)
+    """Updates begin once the buffer holds this many joint transitions (and at least `batch_size`)."""
+    env_steps_per_iteration: int = Field(1000, gt=0)
+    """Env steps sampled per training iteration, summed over env runners and their envs."""
+    updates_per_iteration: int = Field(10, ge=1)
+    """Learner updates per iteration, each on a fresh joint sample (the reference: 1 per 100 env steps)."""
+    grad_clip: float | None = Field(0.5, gt=0)
+    """Clip of each gradient tensor's L2 norm, one tensor at a time (the reference's); null disables."""
+    logits_reg: float = Field(1e-3, ge=0)
+    """Weight of the actor's logit regulariser E[logits^2]."""
+    hard: bool = True
+    """Straight-through (hard, one-hot) Gumbel-softmax. Discrete actions need it (the env takes an
+    integer); false is the reference's soft sample, for Box actions (mpe2 `continuous_actions: true`)."""
+    temperature: float = Field(1.0, gt=0)
+    """Exploration: Gumbel-softmax temperature of the sampled actions and of the training samples.
+    Exploration is the Gumbel noise itself, as in the reference. The temperature shapes soft samples
+    and the straight-through gradient; it does not change which one-hot a hard sample picks."""
+    critic: Literal["centralized", "local"] = "centralized"
+    """`centralized`: Q_i(o_1..o_N, a_1..a_N), MADDPG. `local`: Q_i(o_i, a_i), independent DDPG (the baseline)."""
+
+    @classmethod
+    def has_centralized_critic(cls) -> bool:
+        """Whether the algorithm's critic sees all agents (by default)."""
+        return True
+
+    def uses_centralized_critic(self) -> bool:
+        return self.critic == "centralized"
+
+    @classmethod
+    def supports_discrete_actions(cls) -> bool:
+        return True
+
+    @classmethod
+    def supports_continuous_actions(cls) -> bool:
+        """Box actions as mpe2's `continuous_actions=True` gives them (a Gumbel-softmax over the Box's dims)."""
+        return True
+
+    @classmethod
+    def supports_backend(cls, backend: str) -> bool:
+        """The vectorized env runner samples from an action distribution; MADDPG's module returns actions."""
+        return backend == "pettingzoo"
+
+    def check_compatible(self, experiment: ExperimentConfig) -> None:
+        if not self.supports_backend(experiment.scenario.backend):
+            raise ConfigError(
+                f"scenario.backend: {experiment.scenario.backend!r} is not supported by maddpg yet; use pettingzoo"
+            )
+        if experiment.resources.num_learners > 1:
+            raise ConfigError("resources.num_learners: maddpg runs one learner (0 or 1) in this version")
+
+    def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> MADDPGRLlibConfig:
+        """The RLlib config of the MADDPG algorithm that trains this experiment."""
+        probe = probe_scenario(experiment, global_state=False)
+        self._check_action_spaces(probe)
+        agents = probe.agents
+        info_of = {agent: probe.policies[probe.mapping[agent]] for agent in agents}
+        obs_dims = {agent: info_of[agent].layout.total_dim for agent in agents}
+        action_spaces = {agent: info_of[agent].action_space for agent in agents}
+        action_dims = {agent: action_vector_dim(space) for agent, space in action_spaces.items()}
+        config = apply_common_settings(
+            MADDPGRLlibConfig(),
+            experiment,
+            probe,
+            train_batch_size=self.env_steps_per_iteration,
+            num_gpus_per_learner=num_gpus_per_learner,
+        )
+        return (
+            # The module returns the env's action (a simplex vector for Box): no rescaling.
+            config.environment(normalize_actions=False, clip_actions=False)
+            .training(
+                gamma=self.gamma,
+                train_batch_size_per_learner=self.batch_size,
+                grad_clip=self.grad_clip,
+                grad_clip_by="norm",
+            )
+            .replay(
+                buffer_capacity=self.buffer_capacity,
+                learning_starts=self.learning_starts,
+                updates_per_iteration=self.updates_per_iteration,
+                agents=agents,
+                observation_dims=obs_dims,
+                action_spaces=action_spaces,
+            )
+            .learners(learner_class=MADDPGTorchLearner, learner_config_dict=self.learner_settings(agents, probe.mapping))
+            .rl_module(
+                rl_module_spec=MultiRLModuleSpec(
+                    rl_module_specs={
+                        policy_id: RLModuleSpec(
+                            module_class=MADDPGModule,
+                            observation_space=info.observation_space,
+                            action_space=info.action_space,
+                            model_config={
+                                "agents": list(info.agents),
+                                "all_agents": agents,
+                                "obs_dims": obs_dims,
+                                "action_dims": action_dims,
+                                "hidden": list(experiment.model.hidden),
+                                "activation": experiment.model.activation,
+                                "critic": self.critic,
+                                "hard": self.hard,
+                                "temperature": self.temperature,
+                            },
+                        )
+                        for policy_id, info in probe.policies.items()
+                    }
+                )
+            )
+        )
+
+    def learner_settings(self, agents: list[str], mapping: dict[str, str]) -> dict[str, Any]:
+        """Settings RLlib's AlgorithmConfig lacks, for the learner's `config.learner_config_dict`."""
+        return {
+            "agents": list(agents),
+            "policy_of": dict(mapping),
+            "lr_actor": self.lr_actor,
+            "lr_critic": self.lr_critic,
+            "tau": self.tau,
+            "logits_reg": self.logits_reg,
+        }
+
+    def _check_action_spaces(self, probe: ScenarioProbe) -> None:
+        for info in probe.policies.values():
+            space = info.action_space
+            if not isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
+                raise ConfigError(f"scenario: policy {info.policy_id!r} has action space {space}; maddpg supports Discrete and Box")
+            if isinstance(space, gym.spaces.Discrete) and not self.hard:
+                raise ConfigError(
+                    f"training.hard: false (soft Gumbel-softmax) needs Box actions, but policy {info.policy_id!r} has {space}; "
+                    "set scenario.kwargs.continuous_actions=true or training.hard=true"
+                )

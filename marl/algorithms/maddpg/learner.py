@@ -1,0 +1,132 @@
+"""MADDPG's learner on RLlib: every agent's critic and actor updated on the same joint rows.
+
+The train batch (built by `joint_train_batch` from a `JointReplayBuffer` sample) is a
+MultiAgentBatch with one SampleBatch per policy, each holding the WHOLE joint batch:
+columns `<field>/<agent>` for every agent and field of replay.FIELDS (obs, actions,
+rewards, next_obs, terminated, mask). The critic target of any agent needs the target
+actors of all agents, so the learner reads every module from inside each module's loss.
+Per agent i of a module, on the same B rows:
+
+    a'_j        = gumbel_softmax(mu'_j(o'_j))                      every agent j, no gradient
+    y_i         = r_i + gamma (1 - terminated_i) Q'_i(x', a'_1..a'_N)
+    critic_loss = E_mask_i[(Q_i(x, a_1..a_N) - y_i)^2]
+    actor_loss  = -E_mask_i[Q_i(x, a_1..a^_i..a_N)] + logits_reg E[logits_i^2],  a^_i = gumbel_softmax(mu_i(o_i))
+
+RLlib's TorchLearner sums all losses and calls backward() once. The critic stays out
+of the actor loss's gradient because that Q is computed with the critic's parameters
+detached (`call_with_frozen_params`): the gradient reaches a^_i, hence mu_i, only. The
+critic loss reaches no actor (replayed actions and target actions carry no gradient).
+Actor and critic have separate Adam optimizers (lr_actor, lr_critic); RLlib clips each
+gradient tensor to `grad_clip` (grad_clip_by="norm"). After each update every module's
+targets move by Polyak averaging with `tau`.
+
+Settings RLlib's AlgorithmConfig lacks arrive through `config.learner_config_dict`:
+agents (the joint order), policy_of (agent -> module id), lr_actor, lr_critic, tau,
+logits_reg.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+from marl.algorithms.maddpg.losses import actor_loss, call_with_frozen_params, critic_loss, critic_targets, polyak_update
+from marl.algorithms.maddpg.replay import FIELDS, Rows
+
+LOGGED_TERMS = ("critic_loss", "actor_loss", "q_mean", "target_q_mean", "logits_reg")
+
+
+def joint_column(field: str, agent: str) -> str:
+    """The train-batch column of one agent's field, e.g. `obs/agent_0`."""
+    return f"{field}/{agent}"
+
+
+def joint_train_batch(rows: Rows, module_ids: list[str]) -> MultiAgentBatch:
+    """The learner's train batch: the joint rows, under every module id (see the module docstring).
+
+    Every module's SampleBatch refers to the same numpy arrays (no copy in the driver).
+    """
+    columns = {joint_column(field, agent): values for agent, fields in rows.items() for field, values in fields.items()}
+    num_rows = len(next(iter(columns.values())))
+    return MultiAgentBatch({module_id: SampleBatch(dict(columns)) for module_id in module_ids}, env_steps=num_rows)
+
+
+def split_joint_columns(batch: Mapping[str, Any], agents: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+    """field -> agent -> tensor, from a module's train batch (the inverse of `joint_train_batch`)."""
+    return {field: {agent: batch[joint_column(field, agent)] for agent in agents} for field in FIELDS}
+
+
+class MADDPGTorchLearner(TorchLearner):
+    """Critic and actor losses per agent on the joint batch; Polyak targets after each update."""
+
+    def configure_optimizers_for_module(self, module_id, config=None) -> None:
+        module = self._module[module_id].unwrapped()
+        settings = config.learner_config_dict
+        for name, network, lr in (("actor", module.actor, settings["lr_actor"]), ("critic", module.critic, settings["lr_critic"])):
+            params = self.get_parameters(network)
+            self.register_optimizer(
+                module_id=module_id, optimizer_name=name, optimizer=torch.optim.Adam(params), params=params, lr_or_lr_schedule=lr
+            )
+
+    # -- the loss --------------------------------------------------------------------
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        settings = config.learner_config_dict
+        module = self.module[module_id].unwrapped()
+        joint = split_joint_columns(batch, settings["agents"])
+        with torch.no_grad():
+            next_actions = self.target_actions(joint, settings)
+        per_agent = [
+            self.agent_terms(module, agent, joint, next_actions, gamma=config.gamma, logits_reg=settings["logits_reg"])
+            for agent in module.agents
+        ]
+        # A module controlling several agents (parameter sharing) averages their terms.
+        terms = {name: torch.stack([t[name] for t in per_agent]).mean() for name in per_agent[0]}
+        self.metrics.log_dict({name: terms[name].detach() for name in LOGGED_TERMS}, key=module_id, window=1)
+        return terms["critic_loss"] + terms["actor_loss"]
+
+    def target_actions(self, joint, settings) -> dict[str, torch.Tensor]:
+        """a'_j = gumbel_softmax(mu'_j(o'_j)) for every agent j, zero where j did not act."""
+        actions = {}
+        for agent in settings["agents"]:
+            owner = self.module[settings["policy_of"][agent]].unwrapped()
+            vector = owner.action_vector(owner.target_actor(joint["next_obs"][agent]))
+            actions[agent] = vector * joint["mask"][agent].unsqueeze(-1)
+        return actions
+
+    @staticmethod
+    def agent_terms(module, agent: str, joint, next_actions, *, gamma: float, logits_reg: float) -> dict[str, torch.Tensor]:
+        """Agent `agent`'s named loss terms on the joint rows (see the module docstring)."""
+        observations, actions, mask = joint["obs"], joint["actions"], joint["mask"][agent]
+
+        with torch.no_grad():
+            next_q = module.target_critic(module.critic_input(agent, joint["next_obs"], next_actions)).squeeze(-1)
+            targets = critic_targets(joint["rewards"][agent], joint["terminated"][agent], next_q, gamma)
+        q = module.critic(module.critic_input(agent, observations, actions)).squeeze(-1)
+
+        logits = module.actor(observations[agent])
+        with_fresh_action = {**actions, agent: module.action_vector(logits)}
+        # The critic's weights are detached here: the actor loss trains mu_i only.
+        q_fresh = call_with_frozen_params(module.critic, module.critic_input(agent, observations, with_fresh_action)).squeeze(-1)
+        actor = actor_loss(q_fresh, logits, logits_reg=logits_reg, mask=mask)
+
+        masked = mask.bool()
+        return {
+            "critic_loss": critic_loss(q, targets, mask=mask),
+            "actor_loss": actor["actor_loss"],
+            "q_mean": q.detach()[masked].mean() if masked.any() else q.new_zeros(()),
+            "target_q_mean": targets[masked].mean() if masked.any() else targets.new_zeros(()),
+            "logits_reg": actor["logits_reg_term"],
+        }
+
+    # -- after the gradient step -----------------------------------------------------
+    def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        super().after_gradient_based_update(timesteps=timesteps)
+        tau = self.config.learner_config_dict["tau"]
+        for module_id in self.module.keys():
+            module = self.module[module_id].unwrapped()
+            polyak_update(module.target_actor, module.actor, tau)
+            polyak_update(module.target_critic, module.critic, tau)
+

@@ -1,0 +1,193 @@
+"""MADDPG's networks as an RLlib TorchRLModule: actor mu_i(o_i), critic Q_i, and their targets.
+
+One module per policy. It controls `agents` (one agent under `policies.sharing: per_agent`,
+several under `shared` / `groups`) and knows the joint agent order `all_agents`, because
+its critic reads every agent's observation and action:
+
+    centralized:  Q_i(o_1..o_N, a_1..a_N [, one-hot of i among the module's agents])
+    local:        Q_i(o_i, a_i)                   (independent DDPG, the paper's baseline)
+
+The one-hot is appended only when the module controls more than one agent, so that a
+shared centralized critic knows whose return it predicts (the joint input is the same
+for every agent). Observations are the adapter's flat `[own obs | agent id]` vectors
+(no global-state part: the joint input is built from the agents' own observations).
+
+Actions are Gumbel-softmax samples of the actor's logits (see losses.gumbel_softmax):
+- Discrete(n): straight-through (hard) one-hot; the env gets its argmax (an int);
+- Box (mpe2's `continuous_actions=True`, a 5-dim force in [0, 1]): the soft sample
+  (the reference's variant, `hard: false`) or the hard one-hot, sent as is.
+The critic sees the same vectors: one-hot for Discrete, the flat sample for Box.
+
+`forward_exploration` returns ACTIONS (a sample), so RLlib's GetActions connector does not
+sample again; `forward_inference` returns the greedy action (argmax; softmax(logits) for
+soft Box actions). Both also return the logits as ACTION_DIST_INPUTS with a matching
+distribution class, which is what `marl evaluate` reads.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.distribution import Distribution
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical, TorchDeterministic
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from marl.algorithms.maddpg.losses import gumbel_softmax
+from marl.algorithms.ppo.module import mlp
+
+# Sub-networks the env runners do not need (left out of inference-only modules and weight syncs).
+TRAINING_ONLY = ["critic", "target_actor", "target_critic"]
+
+
+class GumbelSoftmaxDistribution(Distribution):
+    """Gumbel-softmax over the last dimension of the logits, at temperature 1, for Box actions.
+
+    `sample()` is a (soft or, in the subclass, hard one-hot) Gumbel-softmax sample; the
+    deterministic version is softmax(logits) (soft) or one_hot(argmax) (hard). Only what
+    action selection needs: no log-probabilities (MADDPG's losses use none).
+    """
+
+    hard = False
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    @classmethod
+    def from_logits(cls, logits: torch.Tensor, **kwargs) -> "GumbelSoftmaxDistribution":
+        return cls(logits)
+
+    def rsample(self, *, sample_shape=None, **kwargs) -> torch.Tensor:
+        return gumbel_softmax(self.logits, hard=self.hard, generator=None)
+
+    def sample(self, *, sample_shape=None, **kwargs) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample()
+
+    def to_deterministic(self) -> TorchDeterministic:
+        return TorchDeterministic(loc=greedy_vector(self.logits, hard=self.hard))
+
+    def logp(self, value, **kwargs):
+        raise NotImplementedError("MADDPG's Gumbel-softmax actions have no log-probability")
+
+    def kl(self, other, **kwargs):
+        raise NotImplementedError("MADDPG's Gumbel-softmax actions have no KL")
+
+    def entropy(self, **kwargs):
+        raise NotImplementedError("MADDPG's Gumbel-softmax actions have no entropy")
+
+    @staticmethod
+    def required_input_dim(space: gym.Space, **kwargs) -> int:
+        return int(math.prod(space.shape))
+
+
+class HardGumbelSoftmaxDistribution(GumbelSoftmaxDistribution):
+    """The straight-through variant: one-hot samples."""
+
+    hard = True
+
+
+def greedy_vector(logits: torch.Tensor, *, hard: bool) -> torch.Tensor:
+    """The noise-free action vector: one_hot(argmax logits) when hard, softmax(logits) when soft."""
+    if hard:
+        return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
+    return torch.softmax(logits, dim=-1)
+
+
+class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
+    """model_config keys: agents (this module's agents), all_agents (the joint order),
+    obs_dims and action_dims (per agent, every agent), hidden, activation,
+    critic ("centralized" | "local"), hard, temperature."""
+
+    def setup(self):
+        cfg = self.model_config
+        self.agents: list[str] = list(cfg["agents"])
+        self.all_agents: list[str] = list(cfg["all_agents"])
+        self.obs_dims: dict[str, int] = dict(cfg["obs_dims"])
+        self.action_dims: dict[str, int] = dict(cfg["action_dims"])
+        self.centralized = cfg["critic"] == "centralized"
+        self.temperature = float(cfg.get("temperature", 1.0))
+        self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        if not self.discrete and not isinstance(self.action_space, gym.spaces.Box):
+            raise ValueError(f"MADDPG supports Discrete and Box actions, got {self.action_space}")
+        # An integer action can only be a hard sample.
+        self.hard = bool(cfg["hard"]) or self.discrete
+        first = self.agents[0]
+        hidden, activation = list(cfg["hidden"]), cfg["activation"]
+
+        self.actor = mlp(self.obs_dims[first], hidden, self.action_dims[first], activation, out_gain=0.01)
+        if self.inference_only:
+            return
+        self.critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
+        self.target_actor = mlp(self.obs_dims[first], hidden, self.action_dims[first], activation, out_gain=0.01)
+        self.target_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
+        for online, target in ((self.actor, self.target_actor), (self.critic, self.target_critic)):
+            target.load_state_dict(online.state_dict())
+            target.requires_grad_(False)
+
+    # -- critic input ---------------------------------------------------------------
+    def critic_input_dim(self) -> int:
+        if not self.centralized:
+            first = self.agents[0]
+            return self.obs_dims[first] + self.action_dims[first]
+        member_id = len(self.agents) if len(self.agents) > 1 else 0
+        return sum(self.obs_dims.values()) + sum(self.action_dims.values()) + member_id
+
+    def critic_input(self, agent: str, observations: dict[str, torch.Tensor], actions: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Agent `agent`'s critic input from every agent's (B, obs_dim) observations and (B, action_dim) action vectors."""
+        if not self.centralized:
+            return torch.cat([observations[agent], actions[agent]], dim=-1)
+        parts = [observations[a] for a in self.all_agents] + [actions[a] for a in self.all_agents]
+        if len(self.agents) > 1:
+            batch = observations[agent].shape[0]
+            member = torch.zeros(batch, len(self.agents), dtype=observations[agent].dtype, device=observations[agent].device)
+            member[:, self.agents.index(agent)] = 1.0
+            parts.append(member)
+        return torch.cat(parts, dim=-1)
+
+    # -- actions ---------------------------------------------------------------------
+    def action_vector(self, logits: torch.Tensor) -> torch.Tensor:
+        """A differentiable Gumbel-softmax action vector (what the critic sees) from logits."""
+        return gumbel_softmax(logits, temperature=self.temperature, hard=self.hard, generator=None)
+
+    def env_action(self, vector: torch.Tensor) -> torch.Tensor:
+        """The env's action for an action vector: the index for Discrete, the vector in the Box's shape."""
+        if self.discrete:
+            return vector.argmax(dim=-1) + int(self.action_space.start)
+        return vector.reshape(*vector.shape[:-1], *self.action_space.shape)
+
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        logits = self.actor(batch[Columns.OBS])
+        return {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(self.action_vector(logits))}
+
+    def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        logits = self.actor(batch[Columns.OBS])
+        return {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(greedy_vector(logits, hard=self.hard))}
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        # The learner needs every module at once (target actions of all agents), so the
+        # MADDPG learner runs the networks itself; nothing to compute per module here.
+        return {}
+
+    # -- distributions (for `marl evaluate`; the env runners get ACTIONS directly) -----
+    def _action_dist_cls(self) -> type:
+        if self.discrete:
+            return TorchCategorical
+        return HardGumbelSoftmaxDistribution if self.hard else GumbelSoftmaxDistribution
+
+    def get_inference_action_dist_cls(self) -> type:
+        return self._action_dist_cls()
+
+    def get_exploration_action_dist_cls(self) -> type:
+        return self._action_dist_cls()
+
+    def get_train_action_dist_cls(self) -> type:
+        return self._action_dist_cls()
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return list(TRAINING_ONLY)

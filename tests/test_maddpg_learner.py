@@ -1,0 +1,210 @@
+"""MADDPG's learner on a hand-made joint batch (an RLlib Learner, no Ray cluster).
+
+The pure maths is tested in test_maddpg_math.py; this checks the wiring in
+MADDPGTorchLearner: which agents' networks and columns go into each term, in which
+order the critic's input is concatenated, masking, that the actor loss leaves the
+critic alone, and the Polyak step after an update. Expected values are written out
+with plain torch from the paper's equations, not with the project's loss functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from marl.algorithms.maddpg.learner import LOGGED_TERMS, MADDPGTorchLearner, joint_train_batch, split_joint_columns
+from marl.algorithms.maddpg.losses import gumbel_softmax
+from marl.config import load_config
+from tests.test_training import REPO
+
+AGENTS = ["agent_0", "agent_1", "agent_2"]
+GAMMA, TAU, LOGITS_REG = 0.9, 0.25, 0.1
+ROWS = 8
+
+
+def build_learner(*overrides: str):
+    config = load_config(
+        REPO / "configs" / "maddpg_simple_spread.yaml",
+        ["model.hidden=[8]", f"training.gamma={GAMMA}", f"training.tau={TAU}", f"training.logits_reg={LOGITS_REG}", *overrides],
+    )
+    rllib_config = config.training.to_rllib(config, num_gpus_per_learner=0)
+    specs = rllib_config.rl_module_spec.rl_module_specs
+    learner = rllib_config.build_learner(spaces={pid: (spec.observation_space, spec.action_space) for pid, spec in specs.items()})
+    return learner, rllib_config
+
+
+@pytest.fixture()
+def learner_and_config():
+    return build_learner()
+
+
+def hand_rows(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Joint rows for simple_spread N=3 (obs 18, one-hot actions 5); agent_2 absent in the last 2 rows."""
+    rng = np.random.default_rng(seed)
+    rows = {}
+    for index, agent in enumerate(AGENTS):
+        mask = np.ones(ROWS, np.float32)
+        if agent == "agent_2":
+            mask[-2:] = 0.0
+        terminated = np.zeros(ROWS, np.float32)
+        terminated[index] = 1.0  # each agent has one terminal row
+        rows[agent] = {
+            "obs": rng.normal(size=(ROWS, 18)).astype(np.float32) * mask[:, None],
+            "actions": np.eye(5, dtype=np.float32)[rng.integers(0, 5, ROWS)] * mask[:, None],
+            "rewards": rng.normal(size=ROWS).astype(np.float32) * mask,
+            "next_obs": rng.normal(size=(ROWS, 18)).astype(np.float32) * mask[:, None],
+            "terminated": terminated * mask,
+            "mask": mask,
+        }
+    return rows
+
+
+def tensor_batch(rows) -> dict[str, torch.Tensor]:
+    """One module's train batch as the learner receives it (tensors)."""
+    batch = joint_train_batch(rows, ["agent_0"]).policy_batches["agent_0"]
+    return {key: torch.as_tensor(value) for key, value in batch.items()}
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum() / mask.sum()
+
+
+def expected_terms(learner, rows, agent: str) -> dict[str, float]:
+    """The paper's terms for `agent`, written out; draws Gumbel noise in the learner's order."""
+    modules = {a: learner.module[a].unwrapped() for a in AGENTS}
+    column = {field: {a: torch.as_tensor(rows[a][field]) for a in AGENTS} for field in rows[AGENTS[0]]}
+    me, mask = modules[agent], column["mask"][agent]
+    # 1. every agent's target action on its next observation (zero where it did not act)
+    next_actions = [
+        gumbel_softmax(modules[a].target_actor(column["next_obs"][a]), hard=True, generator=None) * column["mask"][a][:, None]
+        for a in AGENTS
+    ]
+    next_x = torch.cat([column["next_obs"][a] for a in AGENTS] + next_actions, dim=-1)
+    y = column["rewards"][agent] + GAMMA * (1 - column["terminated"][agent]) * me.target_critic(next_x).squeeze(-1)
+    x = torch.cat([column["obs"][a] for a in AGENTS] + [column["actions"][a] for a in AGENTS], dim=-1)
+    q = me.critic(x).squeeze(-1)
+    # 2. the agent's own fresh action replaces its replayed one
+    logits = me.actor(column["obs"][agent])
+    fresh = gumbel_softmax(logits, hard=True, generator=None)
+    actions = [fresh if a == agent else column["actions"][a] for a in AGENTS]
+    q_fresh = me.critic(torch.cat([column["obs"][a] for a in AGENTS] + actions, dim=-1)).squeeze(-1)
+    reg = LOGITS_REG * masked_mean((logits**2).mean(-1), mask)
+    return {
+        "critic_loss": masked_mean((q - y) ** 2, mask).item(),
+        "actor_loss": (-masked_mean(q_fresh, mask) + reg).item(),
+        "q_mean": masked_mean(q, mask).item(),
+        "target_q_mean": masked_mean(y, mask).item(),
+        "logits_reg": reg.item(),
+    }
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_loss_terms_match_the_papers_equations(learner_and_config, agent):
+    learner, rllib_config = learner_and_config
+    rows = hand_rows()
+    with torch.no_grad():
+        torch.manual_seed(7)
+        loss = learner.compute_loss_for_module(module_id=agent, config=rllib_config, batch=tensor_batch(rows), fwd_out={})
+        torch.manual_seed(7)  # the same Gumbel noise, drawn in the same order
+        expected = expected_terms(learner, rows, agent)
+    logged = {term: learner.metrics.peek((agent, term)) for term in LOGGED_TERMS}
+    for term, value in expected.items():
+        assert float(logged[term]) == pytest.approx(value, rel=1e-5, abs=1e-6), term
+    assert loss.item() == pytest.approx(expected["critic_loss"] + expected["actor_loss"], rel=1e-5, abs=1e-6)
+    assert expected["logits_reg"] > 0 and expected["critic_loss"] > 0
+
+
+def test_a_masked_row_does_not_change_the_absent_agents_losses(learner_and_config):
+    learner, _ = learner_and_config
+    module = learner.module["agent_2"].unwrapped()
+    rows = hand_rows()
+    changed = hand_rows()
+    changed["agent_2"]["rewards"][-1] = 1e6  # a row where agent_2 did not act
+    settings = learner.config.learner_config_dict
+
+    def terms(r):
+        joint = split_joint_columns(tensor_batch(r), AGENTS)
+        torch.manual_seed(3)
+        with torch.no_grad():
+            next_actions = learner.target_actions(joint, settings)
+            return MADDPGTorchLearner.agent_terms(module, "agent_2", joint, next_actions, gamma=GAMMA, logits_reg=LOGITS_REG)
+
+    before, after = terms(rows), terms(changed)
+    for name in before:
+        assert after[name].item() == pytest.approx(before[name].item(), rel=1e-6), name
+
+
+def _grads(network: torch.nn.Module) -> list[torch.Tensor | None]:
+    return [p.grad for p in network.parameters()]
+
+
+def test_actor_loss_reaches_the_actor_only_and_critic_loss_the_critic_only(learner_and_config):
+    learner, _ = learner_and_config
+    module = learner.module["agent_1"].unwrapped()
+    joint = split_joint_columns(tensor_batch(hand_rows()), AGENTS)
+    settings = learner.config.learner_config_dict
+    networks = {name: getattr(module, name) for name in ("actor", "critic", "target_actor", "target_critic")}
+
+    def backward(term: str) -> dict[str, list]:
+        for network in networks.values():
+            network.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            next_actions = learner.target_actions(joint, settings)
+        terms = MADDPGTorchLearner.agent_terms(module, "agent_1", joint, next_actions, gamma=GAMMA, logits_reg=LOGITS_REG)
+        terms[term].backward()
+        return {name: _grads(network) for name, network in networks.items()}
+
+    actor_pass = backward("actor_loss")
+    assert all(g is None for g in actor_pass["critic"]), "the actor loss pushed gradient into the critic"
+    assert all(g is not None and g.abs().sum() > 0 for g in actor_pass["actor"])
+    critic_pass = backward("critic_loss")
+    assert all(g is None for g in critic_pass["actor"]), "the critic loss pushed gradient into the actor"
+    assert all(g is not None and g.abs().sum() > 0 for g in critic_pass["critic"])
+    for grads in (actor_pass, critic_pass):
+        assert all(g is None for g in grads["target_actor"] + grads["target_critic"])
+    # Nor does the critic loss reach the OTHER agents' (target) actors.
+    for other in ("agent_0", "agent_2"):
+        assert all(p.grad is None for p in learner.module[other].unwrapped().parameters())
+
+
+def test_update_steps_both_optimizers_then_moves_targets_by_tau(learner_and_config):
+    learner, _ = learner_and_config
+    modules = {a: learner.module[a].unwrapped() for a in AGENTS}
+    # Targets start as copies; make them differ so that the Polyak step is visible.
+    with torch.no_grad():
+        for module in modules.values():
+            for target in (module.target_actor, module.target_critic):
+                for parameter in target.parameters():
+                    parameter.add_(0.5)
+    before = {a: {name: _state(getattr(m, name)) for name in ("actor", "critic", "target_actor", "target_critic")} for a, m in modules.items()}
+
+    results = learner.update(batch=joint_train_batch(hand_rows(), AGENTS))
+
+    for agent, module in modules.items():
+        for online, target in (("actor", "target_actor"), ("critic", "target_critic")):
+            new_online = _state(getattr(module, online))
+            assert any(not torch.equal(new_online[k], before[agent][online][k]) for k in new_online), f"{agent} {online} did not move"
+            for key, value in _state(getattr(module, target)).items():
+                expected = (1 - TAU) * before[agent][target][key] + TAU * new_online[key]
+                torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+        for term in LOGGED_TERMS:
+            assert term in results[agent], f"{agent}/{term} not logged"
+
+
+def test_local_critic_reads_only_the_agents_own_observation_and_action():
+    learner, _ = build_learner("training.critic=local")
+    module = learner.module["agent_0"].unwrapped()
+    assert module.critic[0].in_features == 18 + 5
+    rows = hand_rows()
+    changed = hand_rows()
+    for other in ("agent_1", "agent_2"):
+        changed[other]["obs"][:] = 9.0
+        changed[other]["actions"][:] = 0.0
+    q = [module.critic(module.critic_input("agent_0", *(split_joint_columns(tensor_batch(r), AGENTS)[f] for f in ("obs", "actions"))))
+         for r in (rows, changed)]
+    torch.testing.assert_close(q[0], q[1])
+
+
+def _state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in network.state_dict().items()}

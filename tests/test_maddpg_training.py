@@ -1,0 +1,115 @@
+"""MADDPG trained for real (local Ray, RLlib env runner, mpe2), a few tiny iterations.
+
+What is checked is the plumbing of the off-policy loop: counters, logged terms,
+checkpoint weights, resume, evaluation (function and CLI), soft Gumbel-softmax actions on
+Box spaces, and the configs MADDPG refuses. Learning itself is not checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+
+from marl.algorithms.maddpg.learner import LOGGED_TERMS
+from marl.errors import ConfigError
+from marl.evaluation import RL_MODULE_PATH, CheckpointPolicies, evaluate
+from marl.training.checkpoints import latest_checkpoint, read_meta
+from marl.training.runner import ray_session, resume, train
+from tests.test_training import REPO, _rows, _tiny
+
+AGENTS = ["agent_0", "agent_1", "agent_2"]
+STEPS_PER_ITERATION = 200  # tiny_overrides("maddpg")
+
+
+def test_train_checkpoint_resume_and_evaluate(tmp_path):
+    config = _tiny("maddpg_simple_spread")
+    lines: list[str] = []
+    run_dir = train(config, runs_root=tmp_path, echo=lines.append, max_iterations=3)
+
+    rows = _rows(run_dir)
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    assert [int(r["env_steps"]) for r in rows] == [STEPS_PER_ITERATION * k for k in (1, 2, 3)]
+    for row in rows:  # learning_starts (100) < one iteration's steps: updates from iteration 1 on
+        for agent in AGENTS:
+            for term in LOGGED_TERMS:
+                assert np.isfinite(float(row[f"{agent}/{term}"])), f"{agent}/{term}"
+    assert any(line.startswith("iter ") and "steps/s" in line for line in lines)
+    checkpoint = latest_checkpoint(run_dir)
+    assert read_meta(checkpoint)["env_steps"] == 3 * STEPS_PER_ITERATION
+    assert read_meta(checkpoint)["normalize_actions"] is False
+
+    _assert_restore_loads_the_checkpoint_weights(config, checkpoint)
+
+    resume(run_dir, echo=lambda _: None, max_iterations=2)
+    rows = _rows(run_dir)
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert [int(r["env_steps"]) for r in rows] == [STEPS_PER_ITERATION * k for k in range(1, 6)]
+
+    result = evaluate(run_dir, episodes=2)
+    assert len(result.team_returns) == 2 and set(result.agent_returns) == set(AGENTS)
+    assert all(np.isfinite(result.team_returns))
+    assert "collisions" in result.summary()["metrics"]
+    assert len(evaluate(run_dir, episodes=1, explore=True).team_returns) == 1
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "marl.cli", "evaluate", str(run_dir), "--episodes", "2"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout.strip().splitlines()[-1])["episodes"] == 2
+
+
+def _assert_restore_loads_the_checkpoint_weights(config, checkpoint):
+    """Algorithm.restore_from_path (what resume does) brings back every network, targets included."""
+    saved = MultiRLModule.from_checkpoint(str(checkpoint / RL_MODULE_PATH))
+    with ray_session(None):
+        algo = config.training.to_rllib(config, num_gpus_per_learner=0).build_algo()
+        try:
+            fresh = algo.learner_group._learner.module
+            assert not _same_weights(fresh["agent_0"], saved["agent_0"]), "a fresh algorithm already has these weights"
+            algo.restore_from_path(str(checkpoint))
+            for agent in AGENTS:
+                assert _same_weights(algo.learner_group._learner.module[agent], saved[agent]), agent
+        finally:
+            algo.stop()
+
+
+def _same_weights(module, other) -> bool:
+    state, other_state = module.state_dict(), other.state_dict()
+    assert state.keys() == other_state.keys()
+    assert {"critic", "target_actor", "target_critic"} <= {key.split(".")[0] for key in state}
+    return all(torch.equal(state[key].cpu(), other_state[key].cpu()) for key in state)
+
+
+def test_soft_gumbel_softmax_on_continuous_actions(tmp_path):
+    """The reference's variant: the env gets the soft sample (a point of the simplex), unrescaled."""
+    config = _tiny("maddpg_simple_spread", "scenario.kwargs.continuous_actions=true", "training.hard=false")
+    run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=2)
+    assert float(_rows(run_dir)[-1]["agent_0/critic_loss"]) >= 0
+
+    policies = CheckpointPolicies(latest_checkpoint(run_dir))
+    env = policies.make_env(seed=0)
+    try:
+        observations, _ = env.reset(seed=0)
+        for explore in (False, True):
+            actions = policies.act(observations, env.action_spaces, explore=explore)
+            for action in actions.values():
+                assert action.shape == (5,) and np.all(action >= 0)
+                assert action.sum() == pytest.approx(1.0, abs=1e-5)  # not rescaled from [-1, 1]
+    finally:
+        env.close()
+    assert len(evaluate(run_dir, episodes=1).team_returns) == 1
+
+
+def test_configs_maddpg_cannot_run_are_rejected_before_ray():
+    with pytest.raises(ConfigError, match="scenario.backend"):
+        _tiny("maddpg_simple_spread", "scenario.backend=vectorized")
+    config = _tiny("maddpg_simple_spread", "training.hard=false")  # soft samples, integer actions
+    with pytest.raises(ConfigError, match="training.hard"):
+        config.training.to_rllib(config, num_gpus_per_learner=0)
