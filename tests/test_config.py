@@ -72,12 +72,13 @@ def test_shipped_config_loads(path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_config_overrides(path):
-    config = load_config(path, ["training.lr=3e-4", "resources.num_env_runners=1"])
-    assert config.training.lr == pytest.approx(3e-4)
-    assert isinstance(config.training.lr, float)
+    plain = load_config(path)
+    lr = "lr" if "lr" in type(plain.training).model_fields else "lr_actor"  # MADDPG has one per network
+    config = load_config(path, [f"training.{lr}=3e-4", "resources.num_env_runners=1"])
+    assert getattr(config.training, lr) == pytest.approx(3e-4)
+    assert isinstance(getattr(config.training, lr), float)
     assert config.resources.num_env_runners == 1
     # untouched values stay as in the file
-    plain = load_config(path)
     assert config.stop == plain.stop
     assert config.scenario == plain.scenario
 
