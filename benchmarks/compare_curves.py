@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Compare learning curves from several `benchmarks/learning.py` result folders.
+
+Each argument is `LABEL=CURVES_CSV:VARIANT`. Prints, at the given env steps, each curve's mean
+and std over seeds (each seed's curve linearly interpolated at that step), and draws the mean
+and min/max band per curve into --out.
+
+usage: python benchmarks/compare_curves.py \\
+         "stock runner=benchmarks/results/spread/curves.csv:mappo" \\
+         "fast path=benchmarks/results/spread_fast_path/curves.csv:mappo" \\
+         --steps 100000 300000 500000 1000000 --out benchmarks/results/spread_fast_path/compare.png
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def load(spec: str) -> tuple[str, dict[int, pd.DataFrame]]:
+    label, _, rest = spec.partition("=")
+    path, _, variant = rest.rpartition(":")
+    curves = pd.read_csv(path)
+    curves = curves[curves.iloc[:, 0] == variant]  # first column: the variant ("algorithm" in older files)
+    if curves.empty:
+        raise SystemExit(f"{spec}: no rows for variant {variant!r} in {path}")
+    return label, {seed: rows.sort_values("env_steps") for seed, rows in curves.groupby("seed")}
+
+
+def at_step(seeds: dict[int, pd.DataFrame], step: float) -> np.ndarray:
+    return np.array([np.interp(step, rows.env_steps, rows.team_return) for rows in seeds.values()])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("curves", nargs="+", help="LABEL=CURVES_CSV:VARIANT")
+    parser.add_argument("--steps", type=float, nargs="+", default=[1e5, 3e5, 5e5, 1e6])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    loaded = [load(spec) for spec in args.curves]
+    for step in args.steps:
+        cells = []
+        for label, seeds in loaded:
+            values = at_step(seeds, step)
+            cells.append(f"{label}: {values.mean():7.2f} ± {values.std():.2f} ({len(values)} seeds)")
+        print(f"{int(step):>10,} env steps | " + " | ".join(cells))
+    if args.out:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        end = min(max(rows.env_steps.max() for rows in seeds.values()) for _, seeds in loaded)
+        grid = np.linspace(0, end, 200)
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for label, seeds in loaded:
+            values = np.array([at_step(seeds, step) for step in grid]).T
+            line, = ax.plot(grid, values.mean(0), label=f"{label} ({len(seeds)} seeds)")
+            ax.fill_between(grid, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("team return (sum over agents)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.out, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
