@@ -14,10 +14,14 @@ usage: python benchmarks/compare_curves.py \\
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learning import plot_curves  # noqa: E402  (one plot style for every learning figure)
 
 
 def load(spec: str) -> tuple[str, dict[int, pd.DataFrame]]:
@@ -48,24 +52,10 @@ def main() -> None:
             cells.append(f"{label}: {values.mean():7.2f} ± {values.std():.2f} ({len(values)} seeds)")
         print(f"{int(step):>10,} env steps | " + " | ".join(cells))
     if args.out:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        end = min(max(rows.env_steps.max() for rows in seeds.values()) for _, seeds in loaded)
-        grid = np.linspace(0, end, 200)
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for label, seeds in loaded:
-            values = np.array([at_step(seeds, step) for step in grid]).T
-            line, = ax.plot(grid, values.mean(0), label=f"{label} ({len(seeds)} seeds)")
-            ax.fill_between(grid, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("team return (sum over agents)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.out, dpi=120)
+        plot_curves(args.out, {
+            label: {seed: (rows.env_steps.to_numpy(), rows.team_return.to_numpy()) for seed, rows in seeds.items()}
+            for label, seeds in loaded
+        })
 
 
 if __name__ == "__main__":

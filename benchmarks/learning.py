@@ -138,29 +138,37 @@ def report(out: Path, labels: list[str], seeds: list[int]) -> None:
 
 
 def _plot(out: Path, curves, labels) -> None:
+    runs: dict[str, dict[int, list]] = {}
+    for label, seed, step, ret in curves:
+        runs.setdefault(label, {}).setdefault(seed, []).append((step, ret))
+    plot_curves(out / "curves.png", {
+        label: {seed: tuple(np.array(v) for v in zip(*sorted(points))) for seed, points in runs[label].items()}
+        for label in labels if label in runs
+    })
+
+
+def plot_curves(path: Path, runs: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]) -> None:
+    """Mean and min/max band over seeds per label; `runs[label][seed] = (env_steps, team_return)`.
+
+    Each label's seeds are interpolated on a common grid up to the shortest of its runs.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label in labels:
-        runs = {}
-        for alg, seed, step, ret in curves:
-            if alg == label:
-                runs.setdefault(seed, []).append((step, ret))
-        if not runs:
-            continue
-        grid = np.linspace(0, min(max(s for s, _ in r) for r in runs.values()), 200)
-        values = np.array([np.interp(grid, *zip(*sorted(r))) for r in runs.values()])
-        line, = ax.plot(grid, values.mean(0), label=f"{label} ({len(runs)} seeds)")
+    for label, seeds in runs.items():
+        grid = np.linspace(0, min(steps.max() for steps, _ in seeds.values()), 200)
+        values = np.array([np.interp(grid, steps, returns) for steps, returns in seeds.values()])
+        line, = ax.plot(grid, values.mean(0), label=f"{label} ({len(seeds)} seeds)")
         ax.fill_between(grid, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
     ax.set_xlabel("env steps")
     ax.set_ylabel("team return (sum over agents)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=120)
+    fig.savefig(path, dpi=120)
 
 
 def main() -> None:

@@ -80,7 +80,7 @@ def probe_scenario(experiment: ExperimentConfig, *, global_state: bool) -> Scena
     raw_agents = list(raw.possible_agents)
     raw.close()
     mapping = policy_mapping(experiment, raw_agents)
-    agents_per_policy = _invert(mapping)
+    agents_per_policy = invert_mapping(mapping)
     agent_id = experiment.policies.agent_id_in_obs
     if agent_id is None:
         agent_id = any(len(members) > 1 for members in agents_per_policy.values())
@@ -108,7 +108,8 @@ def probe_scenario(experiment: ExperimentConfig, *, global_state: bool) -> Scena
     return ScenarioProbe(env_config, raw_agents, mapping, policies)
 
 
-def _invert(mapping: dict[str, str]) -> dict[str, list[str]]:
+def invert_mapping(mapping: dict[str, str]) -> dict[str, list[str]]:
+    """policy -> its agents, in the mapping's agent order."""
     inverted: dict[str, list[str]] = {}
     for agent, policy in mapping.items():
         inverted.setdefault(policy, []).append(agent)

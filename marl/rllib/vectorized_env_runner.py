@@ -51,6 +51,7 @@ from ray.rllib.utils.metrics import (
 )
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
+from marl.algorithms.common import invert_mapping
 from marl.envs.adapter import PettingZooMultiAgentEnv, distinct_seed, layout_observations
 from marl.envs.vectorized import make_vectorized
 from marl.rllib.episodes import build_episode_chunk, slice_agents
@@ -112,9 +113,7 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
         self._env_state = adapter._env_state  # the critic's state is the scenario's state(), not the observations
         self._agent_ids = adapter._agent_ids
         self._module_of = {agent: self.config.policy_mapping_fn(agent, None) for agent in self._agents}
-        self._members = {}
-        for agent in self._agents:
-            self._members.setdefault(self._module_of[agent], []).append(agent)
+        self._members = invert_mapping(self._module_of)  # module -> its agents, in agent order
         self._needs_initial_reset = True
 
     def _reset_all(self) -> None:
