@@ -61,6 +61,12 @@ class ScenarioConfig(StrictModel):
     worlds stepped with numpy in one call and sampled by one batched forward pass per
     policy (`marl/rllib/vectorized_env_runner.py`); only for scenarios with a vectorized
     twin that matches them step for step (`marl scenarios` marks them), no wrappers."""
+    bootstrap_at_time_limit: bool = False
+    """When every agent is truncated (the scenario's time limit, e.g. mpe2's `max_cycles`),
+    record the episode as truncated, so value targets bootstrap from the last observation
+    (Pardo et al. 2018, "Time Limits in RL"; MAPPO's `use_proper_time_limits`). false: the
+    episode counts as terminated there, as RLlib 2.60 records it and MAPPO's reference code
+    does by default. Agents that terminate are never bootstrapped either way."""
 
 
 class PoliciesConfig(StrictModel):

@@ -50,10 +50,10 @@ def rllib_config(case: str, backend: str, extra: tuple[str, ...] = ()):
     return config.training.to_rllib(config, num_gpus_per_learner=0)
 
 
-def runner_pair(case: str):
+def runner_pair(case: str, extra: tuple[str, ...] = ()):
     """A stock and a vectorized runner as env runner 1 of the same experiment, same weights."""
-    stock = MultiAgentEnvRunner(config=rllib_config(case, "pettingzoo"), worker_index=1)
-    fast = VectorizedMultiAgentEnvRunner(config=rllib_config(case, "vectorized"), worker_index=1)
+    stock = MultiAgentEnvRunner(config=rllib_config(case, "pettingzoo", extra), worker_index=1)
+    fast = VectorizedMultiAgentEnvRunner(config=rllib_config(case, "vectorized", extra), worker_index=1)
     fast.module.set_state(stock.module.get_state())
     return stock, fast
 
@@ -101,6 +101,25 @@ def test_same_episodes_as_rllib_runner_with_deterministic_actions(case):
             np.testing.assert_allclose(mine.get_rewards(), sa.get_rewards(), atol=1e-5)
             for key in (Columns.ACTION_DIST_INPUTS, Columns.ACTION_LOGP):
                 np.testing.assert_allclose(mine.get_extra_model_outputs(key), sa.get_extra_model_outputs(key), atol=1e-4)
+
+
+def test_time_limit_can_be_recorded_as_a_truncation_on_both_paths():
+    """scenario.bootstrap_at_time_limit: episodes that hit mpe2's max_cycles end truncated, not
+    terminated, for every agent, so GAE bootstraps from the final observation."""
+    stock, fast = runner_pair("mappo_spread", ("scenario.bootstrap_at_time_limit=true",))
+    try:
+        episodes = {
+            "stock": done_episodes(stock.sample(num_timesteps=30 * NUM_ENVS, explore=True)),
+            "fast": done_episodes(fast.sample(num_timesteps=30 * NUM_ENVS, explore=True)),
+        }
+    finally:
+        stock.stop()
+        fast.stop()
+    for path, done in episodes.items():
+        assert len(done) == NUM_ENVS, path
+        for episode in done:
+            assert (episode.is_truncated, episode.is_terminated) == (True, False), path
+            assert all((sa.is_truncated, sa.is_terminated) == (True, False) for sa in episode.agent_episodes.values()), path
 
 
 def test_new_weights_change_the_actions():

@@ -41,6 +41,7 @@ class ScenarioSpec:
     wrappers: list[Any] = field(default_factory=list)
     global_state: str = "env"
     backend: str = "pettingzoo"
+    bootstrap_at_time_limit: bool = False
 
     def make(self, render_mode: str | None = None) -> ParallelEnv:
         return apply_wrappers(make_parallel_env(self.name, self.kwargs, render_mode), self.wrappers)
@@ -52,6 +53,7 @@ class ScenarioSpec:
             "wrappers": list(self.wrappers),
             "global_state": self.global_state,
             "backend": self.backend,
+            "bootstrap_at_time_limit": self.bootstrap_at_time_limit,
         }
 
 
@@ -187,6 +189,12 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         truncateds = {a: bool(truncations.get(a, False)) for a in observations}
         terminateds["__all__"] = all_terminated
         truncateds["__all__"] = episode_over and not all_terminated
+        if truncateds["__all__"] and self.spec_.bootstrap_at_time_limit:
+            # RLlib 2.60's `MultiAgentEpisode.add_env_step` marks an episode in which every
+            # agent is done as terminated (no bootstrap). With only `__all__` truncated it
+            # records a truncation for the agents that ran into the limit; agents that
+            # terminated keep their own flag.
+            truncateds = {a: False for a in observations} | {"__all__": True}
         return (
             self._augment(observations),
             {a: float(rewards.get(a, 0.0)) for a in observations},

@@ -114,6 +114,7 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
         self._agent_ids = adapter._agent_ids
         self._module_of = {agent: self.config.policy_mapping_fn(agent, None) for agent in self._agents}
         self._members = invert_mapping(self._module_of)  # module -> its agents, in agent order
+        self._bootstrap_at_time_limit = adapter.spec_.bootstrap_at_time_limit
         self._needs_initial_reset = True
 
     def _reset_all(self) -> None:
@@ -262,10 +263,11 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
                     module_ids=self._module_of,
                     observation_spaces=spaces[0],
                     action_spaces=spaces[1],
-                    # As RLlib 2.60's `MultiAgentEpisode.add_env_step` ("Case 2"): an episode in
-                    # which every agent is done counts as terminated, time limit or not, so its
-                    # last value is not bootstrapped. Kept so that both paths learn the same.
-                    terminated=finished,
+                    # By default as RLlib 2.60's `MultiAgentEpisode.add_env_step` ("Case 2"): an
+                    # episode in which every agent is done counts as terminated, time limit or not,
+                    # so its last value is not bootstrapped; the PettingZoo adapter records the same
+                    # either way, so both paths learn the same (scenario.bootstrap_at_time_limit).
+                    terminated=finished and (terminated[stop, b] or not self._bootstrap_at_time_limit),
                     truncated=finished and not terminated[stop, b],
                     start_time=times[start],
                     end_time=times[last],

@@ -8,7 +8,8 @@ value normalisation, gradient-norm clip 10.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import gymnasium as gym
 from pydantic import Field
@@ -17,6 +18,7 @@ from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from marl.algorithms.common import apply_common_settings, probe_scenario
+from marl.algorithms.ppo.connector import PPOTrainBatch
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
 from marl.algorithms.ppo.module import ActorCriticModule
 from marl.config import StrictModel
@@ -81,6 +83,11 @@ class ActorCriticConfig(StrictModel):
     """Global gradient-norm clip; null disables."""
     initial_log_std: float = 0.0
     """Continuous actions: initial log standard deviation of the Gaussian policy."""
+    learner_connector: Literal["vectorized", "rllib"] = "vectorized"
+    """How the learner turns sampled episodes into the train batch (critic values, GAE, value
+    targets). `vectorized`: one pass of array operations (marl/algorithms/ppo/connector.py;
+    the same batch as RLlib's pipeline, tested, at a fraction of the cost); `rllib`: RLlib's
+    default learner connector pipeline with its GeneralAdvantageEstimation piece."""
 
     @classmethod
     def has_centralized_critic(cls) -> bool:
@@ -117,6 +124,14 @@ class ActorCriticConfig(StrictModel):
         """Extra keyword arguments for RLlib's `PPOConfig.training`."""
         return {}
 
+    def _learner_connector_settings(self) -> dict[str, Any]:
+        if self.learner_connector == "rllib":
+            return {}
+        return {
+            "add_default_connectors_to_learner_pipeline": False,
+            "learner_connector": partial(PPOTrainBatch, gamma=self.gamma, lambda_=self.gae_lambda),
+        }
+
     def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> PPOFamilyRLlibConfig:
         """The RLlib PPOConfig that trains this experiment."""
         centralized = self.uses_centralized_critic()
@@ -150,7 +165,11 @@ class ActorCriticConfig(StrictModel):
             grad_clip_by="global_norm",
             use_kl_loss=False,
             **self.rllib_training_settings(),
-        ).learners(learner_class=self.learner_class, learner_config_dict=self.learner_settings()).rl_module(
+        ).learners(
+            learner_class=self.learner_class,
+            learner_config_dict=self.learner_settings(),
+            **self._learner_connector_settings(),
+        ).rl_module(
             rl_module_spec=MultiRLModuleSpec(
                 rl_module_specs={
                     policy_id: RLModuleSpec(
