@@ -36,7 +36,7 @@ def main() -> None:
     import ray
     from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 
-    ray.init(num_cpus=max(2, args.runners + 1), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(2, args.runners + 1), include_dashboard=False, log_to_driver=False)
     algo = _our_config("mappo", args.backend, 10**9, args.runners).build_algo()
     try:
         for _ in range(3):

@@ -87,7 +87,7 @@ def one_run(algorithm: str, backend: str, total_steps: int, target_return: float
     """
     import ray
 
-    ray.init(num_cpus=max(2, runners + 1), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(2, runners + 1), include_dashboard=False, log_to_driver=False)
     algo = _stock_config().build_algo() if algorithm == "stock" else _our_config(algorithm, backend, total_steps, runners).build_algo()
     reached = None
     try:

@@ -3,6 +3,7 @@
     marl train CONFIG [KEY=VALUE ...] [--address ADDR]   train (local Ray unless --address)
     marl train --resume RUN_DIR                         continue a run from its last checkpoint
     marl evaluate CHECKPOINT [--episodes N] [--stochastic] [--render FILE.gif]
+    marl analyze CHECKPOINT --out DIR [--episodes N]     coordination metrics, figures and a report
     marl scenarios                                      list the scenarios with their agents and spaces
     marl algorithms                                     list the algorithms and what they support
 """
@@ -34,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely")
     evaluate.add_argument("--seed", type=int, default=1000, help="seed of the first episode (episode i uses seed+i)")
     evaluate.add_argument("--render", metavar="FILE.gif", help="write the first episode as an animated GIF")
+
+    analyze = commands.add_parser("analyze", help="coordination metrics, figures and a report for a checkpoint")
+    analyze.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its latest checkpoint)")
+    analyze.add_argument("--out", required=True, metavar="DIR", help="where to write metrics, figures and report.md")
+    analyze.add_argument("--episodes", type=int, default=50, help="greedy episodes for the dataset and metrics")
+    analyze.add_argument("--influence-episodes", type=int, default=5, help="episodes for the (costlier) influence matrix")
+    analyze.add_argument("--seed", type=int, default=1000)
 
     commands.add_parser("scenarios", help="list scenarios: agents, spaces, description")
     commands.add_parser("algorithms", help="list algorithms and their capabilities")
@@ -104,10 +112,19 @@ def _algorithms(args) -> None:
         print(f"{name:8s} {entry.summary}  [{', '.join(flags)}]")
 
 
+def _analyze(args) -> None:
+    from coordination.analyze import analyze
+    from marl.training.checkpoints import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(args.checkpoint)  # a clear error for a path that is not one
+    metrics = analyze(checkpoint, args.out, episodes=args.episodes, influence_episodes=args.influence_episodes, seed=args.seed)
+    print(f"team return {metrics['evaluation']['team_return']['mean']:.2f}; wrote {args.out}/report.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     args = _parser().parse_args(argv)
-    handlers = {"train": _train, "evaluate": _evaluate, "scenarios": _scenarios, "algorithms": _algorithms}
+    handlers = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "scenarios": _scenarios, "algorithms": _algorithms}
     try:
         handlers[args.command](args)
     except MarlError as error:

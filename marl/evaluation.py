@@ -81,26 +81,35 @@ class CheckpointPolicies:
         env_config.update(scenario=scenario, render_mode=render_mode, seed=seed)
         return PettingZooMultiAgentEnv(env_config)
 
-    @torch.no_grad()
     def act(self, observations: dict[str, np.ndarray], action_spaces, *, explore: bool) -> dict[str, Any]:
         """One action per agent: policies act on their agents' observations as a batch."""
+        return self.act_with_probabilities(observations, action_spaces, explore=explore)[0]
+
+    @torch.no_grad()
+    def act_with_probabilities(
+        self, observations: dict[str, np.ndarray], action_spaces, *, explore: bool
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray | None]]:
+        """Each agent's action and, for Discrete actions, its policy's action probabilities
+        (None for Box actions)."""
         by_policy: dict[str, list[str]] = {}
         for agent in observations:
             by_policy.setdefault(self.mapping[agent], []).append(agent)
-        actions = {}
+        actions, probabilities = {}, {}
         for policy_id, agents in by_policy.items():
             module = self.modules[policy_id]
             obs = torch.as_tensor(np.stack([observations[a] for a in agents]))
             logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
             dist = module.get_inference_action_dist_cls().from_logits(logits)
             chosen = (dist if explore else dist.to_deterministic()).sample().numpy()
-            for agent, action in zip(agents, chosen):
+            for row, (agent, action) in enumerate(zip(agents, chosen)):
                 space = action_spaces[agent]
                 if not space.shape:
                     actions[agent] = int(action)
+                    probabilities[agent] = torch.softmax(logits[row], dim=-1).numpy()
                 else:
                     actions[agent] = unsquash_action(action, space) if self.normalize_actions else action
-        return actions
+                    probabilities[agent] = None
+        return actions, probabilities
 
 
 def evaluate(

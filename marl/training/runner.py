@@ -15,6 +15,8 @@ checkpoint with the same iteration and env-step counters.
 
 from __future__ import annotations
 
+import os
+
 import signal
 import time
 from contextlib import contextmanager
@@ -62,13 +64,21 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
 
 @contextmanager
 def ray_session(address: str | None):
-    """Join `address`, or start an embedded local Ray; always shut it down."""
+    """Join `address`, or start an embedded local Ray; always shut it down.
+
+    Without an address Ray's own `ray.init()` would join the cluster last started on this
+    machine with `ray start` (it reads /tmp/ray/ray_current_cluster), so a local run asks
+    for a fresh local instance explicitly. Under `ray job submit` (RAY_ADDRESS is set) the
+    job joins its cluster.
+    """
     import ray
 
     if address:
         ray.init(address=address, log_to_driver=False)
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:

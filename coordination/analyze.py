@@ -1,0 +1,175 @@
+"""`marl analyze CHECKPOINT --out DIR`: one checkpoint's coordination metrics, figures and report.
+
+Writes into DIR:
+    rollouts.parquet     the greedy rollout dataset (coordination.rollouts.collect_rollouts)
+    metrics.json         every number below, plus `marl evaluate`'s returns and task metrics
+    action_mi.csv/.png   agent x agent action mutual information (nats; diagonal = entropy)
+    influence.csv/.png   agent x agent causal influence (row on column, nats)
+    episode.gif          the first episode
+    report.md            a short summary with the figures
+
+Scenario-specific parts, chosen from what the dataset holds:
+- landmarks and positions (simple_spread): landmark coverage within 0.1 and the
+  agent -> nearest-landmark assignment at the last recorded step, its entropy across
+  episodes and each agent's landmark entropy;
+- an agent that does not move but speaks and sees a goal landmark (speaker-listener's
+  speaker): positive signalling I(message; goal) and positive listening (team return
+  with its actual messages minus with uniformly random ones, same seeds, bootstrap CI).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coordination.metrics import (
+    assignment_entropy,
+    landmark_coverage,
+    nearest_landmark_assignment,
+    pairwise_action_mi,
+    per_agent_landmark_entropy,
+    positive_listening,
+    positive_signalling,
+)
+from coordination.rollouts import Intervention, actions_table, collect_rollouts, influence_matrix, paired_returns, save_rollouts
+from marl.evaluation import evaluate
+
+REACHED = 0.1
+
+
+def analyze(checkpoint: str | Path, out: str | Path, *, episodes: int = 50, influence_episodes: int = 5, seed: int = 1000) -> dict[str, Any]:
+    """Compute everything for one checkpoint into `out`; returns the metrics dict."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = collect_rollouts(checkpoint, episodes=episodes, seed=seed)
+    save_rollouts(frame, out / "rollouts.parquet")
+    evaluation = evaluate(checkpoint, episodes=episodes, seed=seed, render_path=out / "episode.gif")
+    metrics: dict[str, Any] = {"checkpoint": str(checkpoint), "episodes": episodes, "evaluation": evaluation.summary()}
+
+    matrices = {}
+    if "action" in frame and frame["action"].notna().all():
+        matrices["action_mi"] = pairwise_action_mi(actions_table(frame))
+        matrices["influence"] = influence_matrix(checkpoint, episodes=influence_episodes, seed=seed)
+    for name, matrix in matrices.items():
+        matrix.to_csv(out / f"{name}.csv")
+        plot_matrix(matrix, out / f"{name}.png", title=_TITLES[name])
+        metrics[name] = {row: {col: _number(v) for col, v in values.items()} for row, values in matrix.to_dict("index").items()}
+
+    metrics.update(landmark_metrics(frame))
+    metrics.update(communication_metrics(frame, checkpoint, episodes=episodes, seed=seed))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (out / "report.md").write_text(report(metrics, sorted(matrices)))
+    return metrics
+
+
+_TITLES = {"action_mi": "action mutual information (nats)", "influence": "causal influence, row on column (nats)"}
+
+
+def _number(value) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _last_step_positions(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """Agent and landmark positions at each episode's last recorded step: (E, n, 2), (E, L, 2)."""
+    landmark_x = sorted(c for c in frame.columns if c.startswith("landmark_") and c.endswith("_x"))
+    if not landmark_x or "x" not in frame:
+        return None
+    last = frame[frame.step == frame.groupby("episode")["step"].transform("max")].sort_values(["episode", "agent"])
+    agents = last["agent"].nunique()
+    agent_pos = last[["x", "y"]].to_numpy().reshape(-1, agents, 2)
+    first_rows = last.groupby("episode").head(1)
+    landmark_pos = np.stack([first_rows[[c, c[:-2] + "_y"]].to_numpy() for c in landmark_x], axis=1)
+    return agent_pos, landmark_pos
+
+
+def landmark_metrics(frame: pd.DataFrame) -> dict[str, Any]:
+    """Coverage and who-goes-where, for scenarios with landmarks that agents should occupy."""
+    positions = _last_step_positions(frame)
+    if positions is None or "goal_landmark" in frame:
+        return {}
+    agent_pos, landmark_pos = positions
+    assignments = nearest_landmark_assignment(agent_pos, landmark_pos)
+    agents = sorted(frame["agent"].unique())
+    return {
+        "landmark_coverage_last_step": float(np.mean(landmark_coverage(agent_pos, landmark_pos, REACHED))),
+        "assignment_entropy": assignment_entropy(assignments),
+        # ln of the number of distinct assignments possible: n! permutations, at most one per episode.
+        "assignment_entropy_max": float(np.log(min(math.factorial(agent_pos.shape[1]), len(assignments)))),
+        "per_agent_landmark_entropy": dict(zip(agents, map(float, per_agent_landmark_entropy(assignments)))),
+    }
+
+
+def speakers(frame: pd.DataFrame) -> list[str]:
+    """Agents that never move, send messages and see a goal landmark (mpe2's speaker)."""
+    if not {"message", "goal_landmark", "vx", "vy"} <= set(frame.columns):
+        return []
+    found = []
+    for agent, rows in frame.groupby("agent"):
+        if rows["goal_landmark"].notna().all() and rows["message"].notna().any() and not rows[["vx", "vy"]].any().any():
+            found.append(agent)
+    return found
+
+
+def communication_metrics(frame: pd.DataFrame, checkpoint, *, episodes: int, seed: int) -> dict[str, Any]:
+    results = {}
+    for speaker in speakers(frame):
+        rows = frame[frame.agent == speaker]
+        actual, intervened = paired_returns(checkpoint, Intervention(speaker, "random"), episodes=episodes, seed=seed)
+        listening = positive_listening(actual, intervened, np.random.default_rng(seed), paired=True)
+        results[speaker] = {
+            "positive_signalling_nats": positive_signalling(rows["action"].to_numpy(), rows["goal_landmark"].to_numpy()),
+            "positive_signalling_max_nats": float(np.log(rows["goal_landmark"].nunique())),
+            "positive_listening": {"estimate": listening.estimate, "low": listening.low, "high": listening.high},
+            "team_return_actual_messages": float(actual.mean()),
+            "team_return_random_messages": float(intervened.mean()),
+        }
+    return {"communication": results} if results else {}
+
+
+def plot_matrix(matrix: pd.DataFrame, path: Path, *, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(1.2 * len(matrix) + 2, 1.0 * len(matrix) + 1.5))
+    image = axes.imshow(matrix.to_numpy(dtype=float), cmap="viridis")
+    axes.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=45, ha="right")
+    axes.set_yticks(range(len(matrix.index)), matrix.index)
+    for (i, j), value in np.ndenumerate(matrix.to_numpy(dtype=float)):
+        axes.text(j, i, "-" if np.isnan(value) else f"{value:.3f}", ha="center", va="center", color="white", fontsize=8)
+    figure.colorbar(image, ax=axes)
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def report(metrics: dict[str, Any], figures: list[str]) -> str:
+    evaluation = metrics["evaluation"]
+    lines = [
+        "# Coordination report",
+        "",
+        f"Checkpoint: `{metrics['checkpoint']}`; {metrics['episodes']} greedy episodes.",
+        "",
+        f"- team return: {evaluation['team_return']['mean']:.2f} ± {evaluation['team_return']['std']:.2f}",
+    ]
+    lines += [f"- {name}: {entry['mean']:.3f}" for name, entry in evaluation["metrics"].items()]
+    for key in ("landmark_coverage_last_step", "assignment_entropy"):
+        if key in metrics:
+            lines.append(f"- {key.replace('_', ' ')}: {metrics[key]:.3f}")
+    for speaker, entry in metrics.get("communication", {}).items():
+        listening = entry["positive_listening"]
+        lines.append(
+            f"- {speaker}: positive signalling {entry['positive_signalling_nats']:.3f} of "
+            f"{entry['positive_signalling_max_nats']:.3f} nats; positive listening {listening['estimate']:.2f} "
+            f"[{listening['low']:.2f}, {listening['high']:.2f}] (team return, actual minus random messages)"
+        )
+    lines += ["", "![episode](episode.gif)", ""]
+    lines += [f"![{name}]({name}.png)" for name in figures]
+    return "\n".join(lines) + "\n"

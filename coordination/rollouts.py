@@ -1,0 +1,255 @@
+"""Rollout datasets from checkpoints, with interventions and counterfactual re-evaluation.
+
+`collect_rollouts` runs a checkpoint's policies (any of our algorithms: the RLModules are
+loaded from the checkpoint and stepped in this process, as `marl evaluate` does) and
+returns a tidy DataFrame, one row per (episode, step, agent):
+
+    episode, step, agent, action, prob_0 .. prob_{A-1} (Discrete actions), reward,
+    and the scenario's own state where it exposes it:
+    - mpe2 worlds: the agent's position and velocity (x, y, vx, vy), its message (the
+      index of its communication channel, for agents that speak), the landmark it has to
+      bring its partner to (goal_landmark: speaker-listener's speaker, reference), and
+      every landmark's position (landmark_<j>_x / _y, the same on every agent's row);
+    - other scenarios with a `state()`: its entries as state_<k>.
+
+`save_rollouts` writes it as parquet. An `Intervention` replaces one agent's action
+(= its message, for mpe2's speaker) before the world steps: fixed to a value, zeroed, a
+uniformly random one, or swapped with another agent's. `paired_returns` runs the same
+seeds with and without an intervention (the input of
+`coordination.metrics.positive_listening`). `influence_matrix` measures causal influence
+(Jaques et al. 2019): for every state, each agent k's alternative actions are tried on
+copies of the world and every other agent j's next action distribution is re-evaluated.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from coordination.metrics import social_influence
+from marl.evaluation import CheckpointPolicies
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Replace `agent`'s action before each step.
+
+    kind: `fix` (to `value`), `zero` (action 0, or zeros for Box actions), `random`
+    (uniform over the agent's action space, drawn from the rollout's generator) or
+    `swap` (exchange with agent `other`'s action; both must share an action space).
+    """
+
+    agent: str
+    kind: Literal["fix", "zero", "random", "swap"]
+    value: Any = None
+    other: str | None = None
+
+    def __post_init__(self):
+        if self.kind == "fix" and self.value is None:
+            raise ValueError("Intervention(kind='fix') needs a value")
+        if self.kind == "swap" and self.other is None:
+            raise ValueError("Intervention(kind='swap') needs the other agent")
+
+    def apply(self, actions: dict[str, Any], action_spaces, rng: np.random.Generator) -> dict[str, Any]:
+        if self.agent not in actions:
+            return actions  # the agent has left the episode
+        actions = dict(actions)
+        space = action_spaces[self.agent]
+        if self.kind == "fix":
+            actions[self.agent] = self.value
+        elif self.kind == "zero":
+            actions[self.agent] = 0 if not space.shape else np.zeros(space.shape, space.dtype)
+        elif self.kind == "random":
+            actions[self.agent] = int(rng.integers(space.n)) if not space.shape else rng.uniform(space.low, space.high).astype(space.dtype)
+        elif self.other in actions:
+            actions[self.agent], actions[self.other] = actions[self.other], actions[self.agent]
+        return actions
+
+
+def world_state_fields(env) -> dict[str, dict[str, float]]:
+    """The scenario's own state per agent (see the module docstring); {} if it exposes none.
+
+    `env` is the PettingZoo parallel env (the adapter's `.env`).
+    """
+    raw = env.unwrapped
+    world = getattr(raw, "world", None)
+    if world is None:
+        try:
+            state = np.asarray(raw.state(), dtype=float).ravel()
+        except (AttributeError, NotImplementedError):
+            return {}
+        shared = {f"state_{k}": float(v) for k, v in enumerate(state)}
+        return {agent: dict(shared) for agent in env.agents}
+    landmarks = {}
+    for j, landmark in enumerate(world.landmarks):
+        landmarks[f"landmark_{j}_x"], landmarks[f"landmark_{j}_y"] = map(float, landmark.state.p_pos)
+    fields = {}
+    for agent in world.agents:
+        row = dict(landmarks)
+        row["x"], row["y"] = map(float, agent.state.p_pos)
+        row["vx"], row["vy"] = map(float, agent.state.p_vel)
+        if not agent.silent and world.dim_c > 0:
+            channel = np.asarray(agent.state.c)
+            row["message"] = float(np.argmax(channel)) if channel.any() else np.nan
+        goal = getattr(agent, "_goal_b", None)
+        if goal is not None:
+            row["goal_landmark"] = float(next(j for j, landmark in enumerate(world.landmarks) if landmark is goal))
+        fields[agent.name] = row
+    return fields
+
+
+def collect_rollouts(
+    checkpoint: str | Path,
+    *,
+    episodes: int = 20,
+    explore: bool = False,
+    seed: int = 1000,
+    intervention: Intervention | None = None,
+) -> pd.DataFrame:
+    """Run `episodes` episodes (seeds seed, seed+1, ...) and return one row per (episode, step, agent)."""
+    policies = CheckpointPolicies(checkpoint)
+    env = policies.make_env(seed=seed)
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    try:
+        for episode in range(episodes):
+            observations, _ = env.reset(seed=seed + episode)
+            step = 0
+            while True:
+                state = world_state_fields(env.env)
+                actions, probabilities = policies.act_with_probabilities(observations, env.action_spaces, explore=explore)
+                if intervention is not None:
+                    actions = intervention.apply(actions, env.action_spaces, rng)
+                observations, rewards, terminateds, truncateds, _ = env.step(actions)
+                for agent, action in actions.items():
+                    rows.append(_row(episode, step, agent, action, probabilities.get(agent), rewards.get(agent, 0.0), state.get(agent, {})))
+                step += 1
+                if terminateds["__all__"] or truncateds["__all__"]:
+                    break
+    finally:
+        env.close()
+    return pd.DataFrame(rows)
+
+
+def _row(episode: int, step: int, agent: str, action, probabilities, reward: float, state: dict[str, float]) -> dict[str, Any]:
+    row: dict[str, Any] = {"episode": episode, "step": step, "agent": agent}
+    if np.ndim(action) == 0:
+        row["action"] = int(action)
+    else:
+        row.update({f"action_{k}": float(v) for k, v in enumerate(np.ravel(action))})
+    if probabilities is not None:
+        row.update({f"prob_{k}": float(p) for k, p in enumerate(probabilities)})
+    row["reward"] = float(reward)
+    row.update(state)
+    return row
+
+
+def save_rollouts(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write the dataset as parquet (columns as in `collect_rollouts`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def episode_returns(frame: pd.DataFrame) -> pd.Series:
+    """Team return per episode (rewards summed over agents and steps)."""
+    return frame.groupby("episode")["reward"].sum()
+
+
+def paired_returns(
+    checkpoint: str | Path, intervention: Intervention, *, episodes: int = 20, seed: int = 1000, explore: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Team returns of the same seeds without and with `intervention`."""
+    actual = collect_rollouts(checkpoint, episodes=episodes, seed=seed, explore=explore)
+    intervened = collect_rollouts(checkpoint, episodes=episodes, seed=seed, explore=explore, intervention=intervention)
+    return episode_returns(actual).to_numpy(), episode_returns(intervened).to_numpy()
+
+
+def actions_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """(episode, step) x agent table of discrete actions (the input of `pairwise_action_mi`)."""
+    table = frame.pivot(index=["episode", "step"], columns="agent", values="action")
+    return table[list(pd.unique(frame["agent"]))].dropna().astype(int)  # the scenario's agent order
+
+
+def influence_matrix(checkpoint: str | Path | CheckpointPolicies, *, episodes: int = 5, seed: int = 1000) -> pd.DataFrame:
+    """Mean causal influence (nats) of each agent (row) on each other agent (column).
+
+    At every step of greedy rollouts, for each agent k with Discrete actions, each of its
+    actions a' is played from the same world state (the others play their actual actions)
+    and every other agent j's action distribution at the next step is recomputed: that
+    gives p(a_j | a', s). With k's policy pi_k(a' | s) and j's actual next distribution it is
+    `coordination.metrics.social_influence`. In simultaneous-move scenarios an agent can
+    only influence another through the world, so the influence is on the next step.
+    """
+    policies = checkpoint if isinstance(checkpoint, CheckpointPolicies) else CheckpointPolicies(checkpoint)
+    env = policies.make_env(seed=seed)
+    agents = list(env.possible_agents)
+    discrete = [a for a in agents if not env.action_spaces[a].shape]
+    totals = pd.DataFrame(0.0, index=agents, columns=agents)
+    counts = pd.DataFrame(0, index=agents, columns=agents)
+    try:
+        for episode in range(episodes):
+            observations, _ = env.reset(seed=seed + episode)
+            while True:
+                actions, probabilities = policies.act_with_probabilities(observations, env.action_spaces, explore=False)
+                state = WorldSnapshot(env)
+                counterfactual = {k: _next_distributions(policies, env, state, actions, k) for k in discrete if k in actions}
+                state.restore(env)
+                observations, _, terminateds, truncateds, _ = env.step(actions)
+                if terminateds["__all__"] or truncateds["__all__"]:
+                    break
+                _, actual_next = policies.act_with_probabilities(observations, env.action_spaces, explore=False)
+                for k, alternatives in counterfactual.items():
+                    for j in discrete:
+                        if j == k or j not in actual_next or any(j not in c for c in alternatives):
+                            continue
+                        rows = np.stack([c[j] for c in alternatives])
+                        totals.loc[k, j] += social_influence(actual_next[j], rows, probabilities[k])
+                        counts.loc[k, j] += 1
+    finally:
+        env.close()
+    return totals / counts.where(counts > 0)
+
+
+class WorldSnapshot:
+    """A copy of a scenario's mutable state (the innermost env's attributes, its RNG included)
+    that can be put back, to try alternative actions from one state.
+
+    PettingZoo's envs pickle by re-running their constructor (EzPickle), so a deepcopy of
+    the env would be a fresh, un-reset env; copying the attributes keeps the state.
+    Attributes that cannot be copied (rendering resources such as fonts) are not state and
+    are left alone.
+    """
+
+    def __init__(self, env):
+        self._attributes = {name: value for name, value in env.env.unwrapped.__dict__.items() if _copyable(value)}
+        self._attributes = copy.deepcopy(self._attributes)
+        self._agents = list(env.agents)
+
+    def restore(self, env) -> None:
+        env.env.unwrapped.__dict__.update(copy.deepcopy(self._attributes))
+        env.agents = list(self._agents)
+
+
+def _copyable(value) -> bool:
+    try:
+        copy.deepcopy(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _next_distributions(policies: CheckpointPolicies, env, state: WorldSnapshot, actions: dict[str, Any], agent: str):
+    """For each action a' of `agent`, from `state`: every agent's next action distribution."""
+    results = []
+    for alternative in range(env.action_spaces[agent].n):
+        state.restore(env)
+        observations, *_ = env.step({**actions, agent: alternative})
+        results.append(policies.act_with_probabilities(observations, env.action_spaces, explore=False)[1])
+    return results
