@@ -36,6 +36,7 @@ from coordination.metrics import (
     positive_listening,
     positive_signalling,
 )
+from coordination.plots import plot_matrix
 from coordination.rollouts import Intervention, actions_table, collect_rollouts, influence_matrix, paired_returns, save_rollouts
 from marl.evaluation import evaluate
 
@@ -57,7 +58,7 @@ def analyze(checkpoint: str | Path, out: str | Path, *, episodes: int = 50, infl
         matrices["influence"] = influence_matrix(checkpoint, episodes=influence_episodes, seed=seed)
     for name, matrix in matrices.items():
         matrix.to_csv(out / f"{name}.csv")
-        plot_matrix(matrix, out / f"{name}.png", title=_TITLES[name])
+        plot_matrix(matrix, title=_TITLES[name], path=out / f"{name}.png")
         metrics[name] = {row: {col: _number(v) for col, v in values.items()} for row, values in matrix.to_dict("index").items()}
 
     metrics.update(landmark_metrics(frame))
@@ -131,25 +132,6 @@ def communication_metrics(frame: pd.DataFrame, checkpoint, *, episodes: int, see
     return {"communication": results} if results else {}
 
 
-def plot_matrix(matrix: pd.DataFrame, path: Path, *, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(1.2 * len(matrix) + 2, 1.0 * len(matrix) + 1.5))
-    image = axes.imshow(matrix.to_numpy(dtype=float), cmap="viridis")
-    axes.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=45, ha="right")
-    axes.set_yticks(range(len(matrix.index)), matrix.index)
-    for (i, j), value in np.ndenumerate(matrix.to_numpy(dtype=float)):
-        axes.text(j, i, "-" if np.isnan(value) else f"{value:.3f}", ha="center", va="center", color="white", fontsize=8)
-    figure.colorbar(image, ax=axes)
-    axes.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
 def report(metrics: dict[str, Any], figures: list[str]) -> str:
     evaluation = metrics["evaluation"]
     lines = [
@@ -173,3 +155,36 @@ def report(metrics: dict[str, Any], figures: list[str]) -> str:
     lines += ["", "![episode](episode.gif)", ""]
     lines += [f"![{name}]({name}.png)" for name in figures]
     return "\n".join(lines) + "\n"
+
+
+def checkpoint_curve(run_dir: str | Path, metric, *, episodes: int = 20, seed: int = 1000) -> pd.DataFrame:
+    """`metric(rollouts DataFrame) -> float` for every checkpoint a run kept, by env steps.
+
+    Returns columns checkpoint, iteration, env_steps, value (one row per checkpoint).
+    """
+    from marl.training.checkpoints import complete_checkpoints, read_meta
+
+    rows = []
+    for checkpoint in complete_checkpoints(Path(run_dir)):
+        meta = read_meta(checkpoint)
+        frame = collect_rollouts(checkpoint, episodes=episodes, seed=seed)
+        rows.append({"checkpoint": str(checkpoint), "iteration": meta.get("iteration"), "env_steps": meta.get("env_steps"), "value": metric(frame)})
+    return pd.DataFrame(rows)
+
+
+def find_checkpoint(env_var: str, run_prefix: str, runs_root: str | Path = "runs") -> Path:
+    """The checkpoint a notebook analyses: `$env_var` if set (a checkpoint or run directory),
+    else the latest checkpoint of the newest run `runs_root/<run_prefix>-*`."""
+    import os
+
+    from marl.training.checkpoints import resolve_checkpoint
+
+    given = os.environ.get(env_var)
+    if given:
+        return resolve_checkpoint(given)
+    runs = sorted(Path(runs_root).glob(f"{run_prefix}-*"))
+    if not runs:
+        raise FileNotFoundError(
+            f"no run {runs_root}/{run_prefix}-*: train one (see the notebook's first cell) or set {env_var} to a checkpoint"
+        )
+    return resolve_checkpoint(runs[-1])
