@@ -106,8 +106,8 @@ def _assert_same_batches(ours: dict, stock: dict) -> None:
 
 
 CASES = {
-    "mappo_spread_fast_path": ("mappo_simple_spread.yaml", [], VectorizedMultiAgentEnvRunner),
-    "mappo_spread_bootstrap_at_time_limit": ("mappo_simple_spread.yaml", ["scenario.bootstrap_at_time_limit=true"], VectorizedMultiAgentEnvRunner),
+    "mappo_spread_shared_fast_path": ("mappo_simple_spread.yaml", ["policies.sharing=shared", "scenario.bootstrap_at_time_limit=false"], VectorizedMultiAgentEnvRunner),
+    "mappo_spread_per_agent_bootstrap_at_time_limit": ("mappo_simple_spread.yaml", [], VectorizedMultiAgentEnvRunner),
     "dpo_spread_per_agent": ("dpo_simple_spread.yaml", [], VectorizedMultiAgentEnvRunner),
     "ippo_spread_continuous": ("mappo_simple_spread_continuous.yaml", ["algorithm=ippo"], VectorizedMultiAgentEnvRunner),
     "mappo_speaker_listener_stock_runner": ("mappo_simple_speaker_listener.yaml", ["scenario.backend=pettingzoo"], MultiAgentEnvRunner),

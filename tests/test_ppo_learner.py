@@ -21,7 +21,9 @@ from tests.test_training import REPO
 
 @pytest.fixture(scope="module")
 def learner_and_config():
-    config = load_config(REPO / "configs" / "mappo_simple_spread.yaml", ["training.huber_delta=1.0", "training.value_clip_param=0.5"])
+    config = load_config(
+        REPO / "configs" / "mappo_simple_spread.yaml", ["policies.sharing=shared", "training.huber_delta=1.0", "training.value_clip_param=0.5"]
+    )
     rllib_config = config.training.to_rllib(config, num_gpus_per_learner=0)
     specs = rllib_config.rl_module_spec.rl_module_specs
     learner = rllib_config.build_learner(spaces={pid: (spec.observation_space, spec.action_space) for pid, spec in specs.items()})

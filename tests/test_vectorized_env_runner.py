@@ -29,7 +29,8 @@ from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
 from tests.test_training import REPO
 
 CASES = {
-    "mappo_spread": ("mappo_simple_spread.yaml", []),
+    # RLlib's defaults where the shipped config differs: a shared policy, the time limit terminal.
+    "mappo_spread": ("mappo_simple_spread.yaml", ["policies.sharing=shared", "scenario.bootstrap_at_time_limit=false"]),
     "ippo_spread_continuous": ("mappo_simple_spread_continuous.yaml", ["algorithm=ippo"]),
     "ippo_speaker_listener": ("ippo_simple_speaker_listener.yaml", []),
     "mappo_reference_no_id": ("mappo_simple_reference.yaml", ["policies.agent_id_in_obs=false"]),
