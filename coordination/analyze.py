@@ -5,6 +5,8 @@ Writes into DIR:
     metrics.json         every number below, plus `marl evaluate`'s returns and task metrics
     action_mi.csv/.png   agent x agent action mutual information (nats; diagonal = entropy)
     influence.csv/.png   agent x agent causal influence (row on column, nats)
+    policy_diversity.csv/.png  agent x agent mean Jensen-Shannon distance of their policies on
+                         the same states (agents with the same spaces; others NaN)
     episode.gif          the first episode
     report.md            a short summary with the figures
 
@@ -37,7 +39,15 @@ from coordination.metrics import (
     positive_signalling,
 )
 from coordination.plots import plot_matrix
-from coordination.rollouts import Intervention, actions_table, collect_rollouts, influence_matrix, paired_returns, save_rollouts
+from coordination.rollouts import (
+    Intervention,
+    actions_table,
+    collect_rollouts,
+    diversity_matrix,
+    influence_matrix,
+    paired_returns,
+    save_rollouts,
+)
 from marl.evaluation import evaluate
 
 REACHED = 0.1
@@ -56,6 +66,7 @@ def analyze(checkpoint: str | Path, out: str | Path, *, episodes: int = 50, infl
     if "action" in frame and frame["action"].notna().all():
         matrices["action_mi"] = pairwise_action_mi(actions_table(frame))
         matrices["influence"] = influence_matrix(checkpoint, episodes=influence_episodes, seed=seed)
+        matrices["policy_diversity"] = diversity_matrix(checkpoint, episodes=influence_episodes, seed=seed)
     for name, matrix in matrices.items():
         matrix.to_csv(out / f"{name}.csv")
         plot_matrix(matrix, title=_TITLES[name], path=out / f"{name}.png")
@@ -68,7 +79,11 @@ def analyze(checkpoint: str | Path, out: str | Path, *, episodes: int = 50, infl
     return metrics
 
 
-_TITLES = {"action_mi": "action mutual information (nats)", "influence": "causal influence, row on column (nats)"}
+_TITLES = {
+    "action_mi": "action mutual information (nats)",
+    "influence": "causal influence, row on column (nats)",
+    "policy_diversity": "policy diversity: mean JS distance on shared states",
+}
 
 
 def _number(value) -> float | None:

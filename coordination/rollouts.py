@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from coordination.metrics import social_influence
+from coordination.metrics import policy_diversity, social_influence
 from marl.evaluation import CheckpointPolicies
 
 
@@ -253,3 +253,50 @@ def _next_distributions(policies: CheckpointPolicies, env, state: WorldSnapshot,
         observations, *_ = env.step({**actions, agent: alternative})
         results.append(policies.act_with_probabilities(observations, env.action_spaces, explore=False)[1])
     return results
+
+
+def diversity_matrix(checkpoint: str | Path | CheckpointPolicies, *, episodes: int = 5, seed: int = 1000) -> pd.DataFrame:
+    """Mean Jensen-Shannon distance between agents' policies on the same states.
+
+    Greedy rollouts give every agent's observations; each agent's policy is then evaluated
+    on all of them ("what would agent i do in agent j's place": j's own observation, with
+    i's one-hot id where observations carry one) and `coordination.metrics.policy_diversity`
+    compares the distributions row by row. Only agents with Discrete actions and the same
+    observation and action spaces are compared (others are NaN). 0: interchangeable
+    agents; large: specialised roles.
+    """
+    policies = checkpoint if isinstance(checkpoint, CheckpointPolicies) else CheckpointPolicies(checkpoint)
+    env = policies.make_env(seed=seed)
+    agents = [a for a in env.possible_agents if not env.action_spaces[a].shape]
+    groups: dict[tuple, list[str]] = {}
+    for agent in agents:
+        groups.setdefault((env.layouts[agent].obs_dim, env.action_spaces[agent].n), []).append(agent)
+    seen: dict[str, list[np.ndarray]] = {agent: [] for agent in agents}
+    try:
+        for episode in range(episodes):
+            observations, _ = env.reset(seed=seed + episode)
+            while True:
+                for agent in agents:
+                    if agent in observations:
+                        seen[agent].append(np.asarray(observations[agent]))
+                actions = policies.act(observations, env.action_spaces, explore=False)
+                observations, _, terminateds, truncateds, _ = env.step(actions)
+                if terminateds["__all__"] or truncateds["__all__"]:
+                    break
+        matrix = pd.DataFrame(np.nan, index=env.possible_agents, columns=env.possible_agents)
+        for members in groups.values():
+            states = np.concatenate([np.stack(seen[a]) for a in members])
+            probabilities = {agent: _policy_on(policies, env, agent, states) for agent in members}
+            matrix.loc[members, members] = policy_diversity(probabilities).to_numpy()
+    finally:
+        env.close()
+    return matrix
+
+
+def _policy_on(policies: CheckpointPolicies, env, agent: str, states: np.ndarray) -> np.ndarray:
+    """`agent`'s action probabilities on laid-out observations of any agent of its group."""
+    layout = env.layouts[agent]
+    states = states.copy()
+    if layout.id_dim:
+        states[:, layout.obs_dim : layout.obs_dim + layout.id_dim] = env._agent_ids[agent]
+    return np.stack([policies.act_with_probabilities({agent: row}, env.action_spaces, explore=False)[1][agent] for row in states])

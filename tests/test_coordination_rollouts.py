@@ -21,6 +21,7 @@ from coordination.rollouts import (
     Intervention,
     actions_table,
     collect_rollouts,
+    diversity_matrix,
     episode_returns,
     influence_matrix,
     paired_returns,
@@ -151,9 +152,12 @@ def test_marl_analyze_writes_metrics_figures_and_report(speaker_listener_checkpo
 
 
 def test_analyze_spread_landmarks(tmp_path):
+    """A shared policy without agent ids: the agents are interchangeable, diversity exactly 0."""
     from coordination.analyze import analyze
 
-    config = load_config(REPO / "configs" / "mappo_simple_spread.yaml", tiny_overrides("mappo"))
+    config = load_config(
+        REPO / "configs" / "mappo_simple_spread.yaml", [*tiny_overrides("mappo"), "policies.sharing=shared", "policies.agent_id_in_obs=false"]
+    )
     checkpoint = latest_checkpoint(train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=1))
     metrics = analyze(checkpoint, tmp_path / "analysis", episodes=4, influence_episodes=1)
     assert 0.0 <= metrics["landmark_coverage_last_step"] <= 1.0
@@ -162,4 +166,16 @@ def test_analyze_spread_landmarks(tmp_path):
     assert "communication" not in metrics
     influence = pd.read_csv(tmp_path / "analysis" / "influence.csv", index_col=0)
     off_diagonal = influence.to_numpy()[~np.eye(3, dtype=bool)]
-    assert np.all(off_diagonal >= -1e-9) and np.isnan(np.diag(influence.to_numpy())).all()
+    assert np.all(off_diagonal >= -1e-6) and np.isnan(np.diag(influence.to_numpy())).all()
+    diversity = pd.read_csv(tmp_path / "analysis" / "policy_diversity.csv", index_col=0)
+    np.testing.assert_allclose(diversity.to_numpy(), 0.0, atol=1e-6)
+
+
+def test_per_agent_policies_differ_and_speaker_listener_cannot_be_compared(speaker_listener_checkpoint, tmp_path):
+    config = load_config(REPO / "configs" / "mappo_simple_spread.yaml", tiny_overrides("mappo"))  # per-agent policies
+    checkpoint = latest_checkpoint(train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=1))
+    diversity = diversity_matrix(checkpoint, episodes=1)
+    assert np.allclose(np.diag(diversity.to_numpy()), 0.0)
+    assert (diversity.to_numpy()[~np.eye(3, dtype=bool)] > 0).all()
+    across = diversity_matrix(speaker_listener_checkpoint, episodes=1).to_numpy()
+    assert np.isnan(across[~np.eye(2, dtype=bool)]).all()  # different spaces: not comparable
