@@ -101,6 +101,21 @@ class ResourcesConfig(StrictModel):
     """GPUs per learner. `auto`: 1 when the Ray cluster has a GPU, else 0 (CPU)."""
     num_cpus_per_env_runner: float = Field(1.0, gt=0)
     """CPUs Ray reserves for each EnvRunner."""
+    restart_failed_env_runners: bool = True
+    """Fault tolerance: when an EnvRunner dies (its process crashed or was killed, its
+    node was lost), Ray restarts it with the same index and RLlib syncs the current
+    weights to it; training continues meanwhile on the healthy ones. False: the first
+    failure stops training."""
+    max_num_env_runner_restarts: int = Field(1000, ge=0)
+    """How often each EnvRunner may be restarted before it is given up for good."""
+    delay_between_env_runner_restarts_s: float = Field(10.0, ge=0)
+    """An EnvRunner whose sampling raised waits this long before exiting to be restarted
+    (back-pressure against a crash loop; a killed process restarts at once). RLlib's
+    default is 60."""
+    num_consecutive_env_runner_failures_tolerance: int = Field(100, ge=0)
+    """Consecutive failed sampling rounds tolerated before training stops with the error."""
+    env_runner_health_probe_timeout_s: float = Field(30.0, gt=0)
+    """Seconds to wait for a (restarted) EnvRunner to answer a health ping."""
 
 
 class StopConfig(StrictModel):

@@ -139,6 +139,13 @@ def apply_common_settings(
             num_cpus_per_env_runner=resources.num_cpus_per_env_runner,
             rollout_fragment_length=fragment,
         )
+        .fault_tolerance(
+            restart_failed_env_runners=resources.restart_failed_env_runners,
+            max_num_env_runner_restarts=resources.max_num_env_runner_restarts,
+            delay_between_env_runner_restarts_s=resources.delay_between_env_runner_restarts_s,
+            num_consecutive_env_runner_failures_tolerance=resources.num_consecutive_env_runner_failures_tolerance,
+            env_runner_health_probe_timeout_s=resources.env_runner_health_probe_timeout_s,
+        )
         .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
         .multi_agent(policies=set(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))
         .debugging(seed=experiment.seed)

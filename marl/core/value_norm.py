@@ -37,9 +37,21 @@ class ValueNormalizer(nn.Module):
 
     @torch.no_grad()
     def update(self, targets: torch.Tensor) -> None:
+        """One EMA step towards this minibatch's mean and mean square.
+
+        With several data-parallel learners (torch.distributed initialised) the sums are
+        all-reduced first: each learner sees only its shard, and statistics that drifted
+        apart would give the learners different losses for the same weights.
+        """
         targets = targets.detach().to(self.running_mean.dtype)
-        self.running_mean.mul_(self.beta).add_(targets.mean() * (1.0 - self.beta))
-        self.running_mean_sq.mul_(self.beta).add_((targets**2).mean() * (1.0 - self.beta))
+        sums = torch.stack([targets.sum(), (targets**2).sum(), targets.new_tensor(float(targets.numel()))])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+        total, total_sq, count = sums.tolist()
+        if count == 0:
+            return
+        self.running_mean.mul_(self.beta).add_(total / count * (1.0 - self.beta))
+        self.running_mean_sq.mul_(self.beta).add_(total_sq / count * (1.0 - self.beta))
         self.debiasing_term.mul_(self.beta).add_(1.0 - self.beta)
 
     def normalize(self, values: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from marl.errors import CheckpointError
 META_FILE = "marl.json"
 LATEST_FILE = "latest"
 PREFIX = "iter_"
+TMP_PREFIX = ".tmp-"
 
 
 def checkpoint_root(run_dir: Path) -> Path:
@@ -37,8 +38,10 @@ def save_checkpoint(algo, run_dir: Path, meta: dict[str, Any], keep: int) -> Pat
     root = checkpoint_root(Path(run_dir).resolve())  # RLlib writes only to absolute paths
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{meta['iteration']:06d}"
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    # A run has one writer: any temporary directory is a write that crashed.
+    for stale in root.glob(f"{TMP_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
     algo.save_to_path(str(tmp))
     write_text_atomic(tmp / META_FILE, json.dumps(meta, indent=2))
     if final.exists():  # re-saving the same iteration (e.g. after a resume)

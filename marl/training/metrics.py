@@ -27,6 +27,8 @@ def flatten_result(result: dict[str, Any]) -> dict[str, float]:
     - episode_return_mean (team return: summed over agents), episode_len_mean
     - return/<agent>: each agent's mean episode return
     - <policy>/<term>: the learner's loss terms (pg_loss, vf_loss, entropy, approx_kl, ...)
+    - env_runners_healthy, env_runner_restarts: remote env runners alive now, and how
+      often Ray restarted one that died (0 and 0 without remote env runners)
     """
     runners = result.get("env_runners", {})
     row: dict[str, float] = {
@@ -36,6 +38,10 @@ def flatten_result(result: dict[str, Any]) -> dict[str, float]:
         "episode_return_mean": runners.get("episode_return_mean", math.nan),
         "episode_len_mean": runners.get("episode_len_mean", math.nan),
     }
+    fault_tolerance = result.get("fault_tolerance", {})
+    if "num_healthy_workers" in fault_tolerance:
+        row["env_runners_healthy"] = fault_tolerance["num_healthy_workers"]
+        row["env_runner_restarts"] = fault_tolerance.get("num_remote_worker_restarts", 0)
     for agent, value in sorted(runners.get("agent_episode_returns_mean", {}).items()):
         row[f"return/{agent}"] = value
     for module_id, stats in sorted(result.get("learners", {}).items()):

@@ -35,6 +35,10 @@ from marl.training.metrics import MetricsWriter, flatten_result, progress_line
 from marl.training.resources import resolve_num_gpus_per_learner
 
 Printer = Callable[[str], None]
+# Called after every iteration with the algorithm and the iteration's metrics row
+# (Tune trials report through it; tests use it to reach the live algorithm). A true
+# return value stops training after this iteration, with a final checkpoint.
+IterationHook = Callable[[object, dict], bool | None]
 
 
 def echo_line(line: str) -> None:
@@ -70,9 +74,15 @@ def ray_session(address: str | None):
     machine with `ray start` (it reads /tmp/ray/ray_current_cluster), so a local run asks
     for a fresh local instance explicitly. Under `ray job submit` (RAY_ADDRESS is set) the
     job joins its cluster.
+
+    Inside a Ray task or actor (a Tune trial) Ray is already connected: use that
+    connection and leave it open.
     """
     import ray
 
+    if ray.is_initialized():
+        yield ray
+        return
     if address:
         ray.init(address=address, log_to_driver=False)
     elif os.environ.get("RAY_ADDRESS"):
@@ -116,6 +126,7 @@ def train(
     address: str | None = None,
     echo: Printer = echo_line,
     max_iterations: int | None = None,
+    on_iteration: IterationHook | None = None,
 ) -> Path:
     """Train `config` (or continue the run in `run_dir`); returns the run directory."""
     resuming = run_dir is not None
@@ -147,7 +158,10 @@ def train(
                 algo.restore_from_path(str(checkpoint))
                 start = read_meta(checkpoint)
                 echo(f"resumed from {checkpoint.name} (iteration {start['iteration']}, {start['env_steps']:,} env steps)")
-            _loop(algo, config, run_dir, start["iteration"], start["env_steps"], echo, max_iterations)
+            if config.resources.num_env_runners:
+                alive = sum(node["Alive"] for node in ray.nodes())
+                echo(f"env runners on {len(set(env_runner_nodes(algo)))} of the cluster's {alive} node(s)")
+            _loop(algo, config, run_dir, start["iteration"], start["env_steps"], echo, max_iterations, on_iteration)
         finally:
             algo.stop()
     return run_dir
@@ -165,7 +179,16 @@ def _checkpoint_meta(algo, config: ExperimentConfig, row: dict[str, float]) -> d
     }
 
 
-def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterations) -> None:
+def env_runner_nodes(algo) -> list[str]:
+    """The Ray node id of each remote env runner (healthy ones), in runner order."""
+    import ray
+
+    return algo.env_runner_group.foreach_env_runner(
+        lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False
+    )
+
+
+def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterations, on_iteration) -> None:
     writer = MetricsWriter(run_dir, resume_from_iteration=start_iteration)
     target = config.stop.env_steps
     stop = _StopRequest(echo)
@@ -182,7 +205,11 @@ def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterati
                 row["steps_per_s"] = (row["env_steps"] - previous_steps) / max(time.time() - tick, 1e-9)
                 writer.write(row)
                 echo(progress_line(row, target_steps=target, steps_per_s=row["steps_per_s"], elapsed_s=time.time() - started))
-                done = row["env_steps"] >= target or stop.requested or (max_iterations and iterations >= max_iterations)
+                hook_stops = bool(on_iteration(algo, row)) if on_iteration is not None else False
+                done = (
+                    row["env_steps"] >= target or stop.requested or hook_stops
+                    or (max_iterations and iterations >= max_iterations)
+                )
                 if done or int(row["iteration"]) % config.checkpoint.every_iterations == 0:
                     path = save_checkpoint(algo, run_dir, _checkpoint_meta(algo, config, row), config.checkpoint.keep)
                     echo(f"checkpoint: {path}")
@@ -196,7 +223,17 @@ def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterati
         writer.close()
 
 
-def resume(run_dir: str | Path, *, address: str | None = None, echo: Printer = echo_line, max_iterations: int | None = None) -> Path:
+def resume(
+    run_dir: str | Path,
+    *,
+    address: str | None = None,
+    echo: Printer = echo_line,
+    max_iterations: int | None = None,
+    on_iteration: IterationHook | None = None,
+) -> Path:
     """Continue the run in `run_dir` from its latest checkpoint."""
     run_dir = Path(run_dir).resolve()
-    return train(load_run_config(run_dir), run_dir=run_dir, address=address, echo=echo, max_iterations=max_iterations)
+    return train(
+        load_run_config(run_dir), run_dir=run_dir, address=address, echo=echo, max_iterations=max_iterations,
+        on_iteration=on_iteration,
+    )

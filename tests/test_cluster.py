@@ -1,0 +1,162 @@
+"""Training on a multi-node Ray cluster, and surviving what a cluster does to it.
+
+One local cluster (ray.cluster_utils.Cluster) serves every test here: a head without
+CPUs and two worker nodes of one CPU each, so anything needing a CPU lands on a worker
+node and two one-CPU actors can only land on different nodes. Batches are tiny; what is
+checked is placement, data-parallel learners, and recovery from killed processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from marl.config import load_config
+from marl.training.checkpoints import latest_checkpoint, read_meta
+from marl.training.runner import env_runner_nodes, train
+
+REPO = Path(__file__).resolve().parents[1]
+SPREAD = REPO / "configs" / "mappo_simple_spread.yaml"
+# 200 env steps per iteration on RLlib's stock env runner.
+TINY = [
+    "scenario.backend=pettingzoo",
+    "resources.num_envs_per_env_runner=1",
+    "training.train_batch_size=200",
+    "training.num_epochs=2",
+    "stop.env_steps=100000",
+]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_env_runners_spread_over_nodes_and_training_progresses(tmp_path, cluster):
+    config = load_config(SPREAD, TINY + ["resources.num_env_runners=2"])
+    nodes: list[list[str]] = []
+    lines: list[str] = []
+    run_dir = train(
+        config, runs_root=tmp_path, address=cluster.address, echo=lines.append, max_iterations=2,
+        on_iteration=lambda algo, row: nodes.append(env_runner_nodes(algo)),
+    )
+    worker_nodes = {node.node_id for node in cluster.worker_nodes}
+    assert len(nodes[0]) == 2 and len(set(nodes[0])) == 2, f"both env runners on one node: {nodes[0]}"
+    assert set(nodes[0]) <= worker_nodes
+    assert "env runners on 2 of the cluster's 3 node(s)" in lines
+    rows = _rows(run_dir)
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    assert [int(r["env_steps"]) for r in rows] == [200, 400]
+    assert all(np.isfinite(float(r["shared/total_loss"])) for r in rows)
+
+
+def _learner_weights(algo) -> list[dict[str, np.ndarray]]:
+    results = algo.learner_group.foreach_learner(
+        lambda learner: {k: v.detach().cpu().numpy() for k, v in learner.module["shared"].state_dict().items()}
+    )
+    return [result.get() for result in results]
+
+
+def test_two_data_parallel_learners_keep_the_same_weights(tmp_path, cluster):
+    """Each learner updates on its own half of the batch: only all-reduced gradients keep them equal."""
+    config = load_config(SPREAD, TINY + ["resources.num_env_runners=0", "resources.num_learners=2"])
+    weights, learner_nodes = [], []
+
+    def record(algo, row):
+        weights.append(_learner_weights(algo))
+        if not learner_nodes:
+            import ray
+
+            learner_nodes.extend(
+                r.get() for r in algo.learner_group.foreach_learner(lambda _: ray.get_runtime_context().get_node_id())
+            )
+
+    train(config, runs_root=tmp_path, address=cluster.address, echo=lambda _: None, max_iterations=2, on_iteration=record)
+    assert len(set(learner_nodes)) == 2, "the two learners should sit on the two one-CPU nodes"
+    for first, second in weights:
+        assert first.keys() == second.keys()
+        for key in first:
+            np.testing.assert_array_equal(first[key], second[key], err_msg=f"learners disagree on {key}")
+    (before, _), (after, _) = weights
+    assert any(not np.array_equal(before[k], after[k]) for k in before), "weights never changed: nothing was checked"
+
+
+def test_killed_env_runner_is_replaced_while_training_continues(tmp_path, cluster):
+    config = load_config(SPREAD, TINY + ["resources.num_env_runners=2"])
+    seen: list[tuple[list[int], dict]] = []
+
+    def kill_one_then_wait_for_its_return(algo, row):
+        pids = algo.env_runner_group.foreach_env_runner(lambda runner: os.getpid(), local_env_runner=False)
+        seen.append((pids, row))
+        if int(row["iteration"]) == 1:
+            os.kill(pids[0], signal.SIGKILL)
+        time.sleep(1)  # let Ray bring the process back between iterations
+        return row["env_runner_restarts"] >= 1 and len(pids) == 2 and pids[0] != seen[0][0][0]
+
+    run_dir = train(
+        config, runs_root=tmp_path, address=cluster.address, echo=lambda _: None, max_iterations=12,
+        on_iteration=kill_one_then_wait_for_its_return,
+    )
+    (first_pids, _), (last_pids, last) = seen[0], seen[-1]
+    assert len(seen) < 12, f"the killed env runner never came back: {[(p, r['env_runners_healthy']) for p, r in seen]}"
+    assert last["env_runners_healthy"] == 2 and last_pids[1] == first_pids[1]
+    assert any(r["env_runners_healthy"] == 1 for _, r in seen), "the kill went unnoticed: nothing was checked"
+    rows = _rows(run_dir)
+    assert [int(r["iteration"]) for r in rows] == list(range(1, len(seen) + 1))
+    assert [int(r["env_steps"]) for r in rows] == [200 * (i + 1) for i in range(len(seen))], "every iteration sampled a full batch"
+
+
+def test_driver_killed_by_sigkill_resumes_from_last_checkpoint(tmp_path, cluster):
+    """`marl train` SIGKILLed mid-run; `marl train --resume` continues with the checkpoint's counters."""
+    command = [sys.executable, "-m", "marl.cli", "train", str(SPREAD), *TINY, "resources.num_env_runners=1",
+               "checkpoint.every_iterations=1", "--address", cluster.address, "--runs-dir", "runs"]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    output, checkpoints = [], 0
+    try:
+        for line in driver.stdout:
+            output.append(line)
+            checkpoints += line.startswith("checkpoint:")
+            if checkpoints == 2:
+                driver.send_signal(signal.SIGKILL)
+                break
+    finally:
+        driver.kill()
+        driver.wait(timeout=60)
+    assert checkpoints == 2, "".join(output)
+    run_dir = Path(next(line.split(": ", 1)[1].strip() for line in output if line.startswith("run directory:")))
+    meta = read_meta(latest_checkpoint(run_dir))
+    assert meta["iteration"] >= 2
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "marl.cli", "train", "--resume", str(run_dir), "--address", cluster.address,
+         "--max-iterations", "1"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resumed from iter_{meta['iteration']:06d} (iteration {meta['iteration']}, {meta['env_steps']:,} env steps)" in resumed.stdout
+    rows = _rows(run_dir)
+    assert [int(r["iteration"]) for r in rows] == list(range(1, meta["iteration"] + 2)), "one row per iteration, none twice"
+    assert int(rows[-1]["env_steps"]) == meta["env_steps"] + 200
+    assert read_meta(latest_checkpoint(run_dir))["iteration"] == meta["iteration"] + 1
