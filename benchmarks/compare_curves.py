@@ -14,14 +14,12 @@ usage: python benchmarks/compare_curves.py \\
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import plot_curves  # noqa: E402  (one plot style for every learning figure)
+from marl.training.plots import plot_curves
 
 
 def load(spec: str) -> tuple[str, dict[int, pd.DataFrame]]:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from marl.training.checkpoints import latest_checkpoint, read_meta
+from marl.training.plots import plot_curves
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,30 +146,6 @@ def _plot(out: Path, curves, labels) -> None:
         label: {seed: tuple(np.array(v) for v in zip(*sorted(points))) for seed, points in runs[label].items()}
         for label in labels if label in runs
     })
-
-
-def plot_curves(path: Path, runs: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]) -> None:
-    """Mean and min/max band over seeds per label; `runs[label][seed] = (env_steps, team_return)`.
-
-    Each label's seeds are interpolated on a common grid up to the shortest of its runs.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, seeds in runs.items():
-        grid = np.linspace(0, min(steps.max() for steps, _ in seeds.values()), 200)
-        values = np.array([np.interp(grid, steps, returns) for steps, returns in seeds.values()])
-        line, = ax.plot(grid, values.mean(0), label=f"{label} ({len(seeds)} seeds)")
-        ax.fill_between(grid, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("team return (sum over agents)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def main() -> None:

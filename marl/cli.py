@@ -2,6 +2,8 @@
 
     marl train CONFIG [KEY=VALUE ...] [--address ADDR]   train (local Ray unless --address)
     marl train --resume RUN_DIR                         continue a run from its last checkpoint
+    marl sweep CONFIG [KEY=VALUE ...] --grid KEY=V1,V2 ... --seeds 0 1 2 [--samples N] [--address ADDR]
+                                                        grid / random search x seeds as Ray Tune trials
     marl evaluate CHECKPOINT [--episodes N] [--stochastic] [--render FILE.gif]
     marl analyze CHECKPOINT --out DIR [--episodes N]     coordination metrics, figures and a report
     marl scenarios                                      list the scenarios with their agents and spaces
@@ -28,6 +30,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or HOST:PORT); default: start a local one")
     train.add_argument("--runs-dir", default="runs", help="where new run directories go (default: runs/)")
     train.add_argument("--max-iterations", type=int, help="stop after this many iterations in this process")
+
+    sweep = commands.add_parser("sweep", help="grid or random search and seeds of a config, as Ray Tune trials")
+    sweep.add_argument("config", help="experiment YAML (see configs/)")
+    sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides for every trial")
+    sweep.add_argument("--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
+                       help="searched values, e.g. training.lr=3e-4,1e-3 (with --samples also KEY=loguniform(LOW,HIGH))")
+    sweep.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds per setting (default: 0)")
+    sweep.add_argument("--samples", type=int, help="random search: draw N settings instead of the full grid")
+    sweep.add_argument("--search-seed", type=int, default=0, help="seed of the random search's draws")
+    sweep.add_argument("--address", help="run the trials on this Ray cluster (default: a local one)")
+    sweep.add_argument("--out", help="output folder (default: sweeps/<run name>-<timestamp>)")
+    sweep.add_argument("--max-iterations", type=int, help="stop each trial after this many iterations")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint (or a run directory's latest)")
     evaluate.add_argument("checkpoint")
@@ -62,6 +76,16 @@ def _train(args) -> None:
         raise ConfigError("give an experiment config (e.g. configs/mappo_simple_spread.yaml) or --resume RUN_DIR")
     config = load_config(args.config, args.overrides)
     train(config, runs_root=args.runs_dir, address=args.address, max_iterations=args.max_iterations)
+
+
+def _sweep(args) -> int:
+    from marl.training.sweep import sweep
+
+    result = sweep(
+        args.config, args.overrides, args.grid, args.seeds, samples=args.samples, search_seed=args.search_seed,
+        address=args.address, out=args.out, max_iterations=args.max_iterations,
+    )
+    return 1 if result.failed else 0
 
 
 def _evaluate(args) -> None:
@@ -124,13 +148,15 @@ def _analyze(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     args = _parser().parse_args(argv)
-    handlers = {"train": _train, "evaluate": _evaluate, "analyze": _analyze, "scenarios": _scenarios, "algorithms": _algorithms}
+    handlers = {
+        "train": _train, "sweep": _sweep, "evaluate": _evaluate, "analyze": _analyze, "scenarios": _scenarios,
+        "algorithms": _algorithms,
+    }
     try:
-        handlers[args.command](args)
+        return handlers[args.command](args) or 0
     except MarlError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import pytest
 from marl.config import load_config
 from marl.training.checkpoints import latest_checkpoint, read_meta
 from marl.training.runner import env_runner_nodes, train
+from marl.training.sweep import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SPREAD = REPO / "configs" / "mappo_simple_spread.yaml"
@@ -160,3 +161,30 @@ def test_driver_killed_by_sigkill_resumes_from_last_checkpoint(tmp_path, cluster
     assert [int(r["iteration"]) for r in rows] == list(range(1, meta["iteration"] + 2)), "one row per iteration, none twice"
     assert int(rows[-1]["env_steps"]) == meta["env_steps"] + 200
     assert read_meta(latest_checkpoint(run_dir))["iteration"] == meta["iteration"] + 1
+
+
+def test_sweep_runs_trials_side_by_side_on_the_cluster(tmp_path, cluster):
+    """Two settings x one seed as Tune trials: each a `marl train` run, one per one-CPU node."""
+    import yaml
+
+    lines: list[str] = []
+    result = sweep(
+        SPREAD, TINY + ["resources.num_env_runners=0"], ["training.lr=1e-3,3e-4"], [0],
+        address=cluster.address, out=tmp_path / "sweep", max_iterations=2, echo=lines.append,
+    )
+    assert not result.failed
+    assert [(row["setting"], row["seeds"]) for row in result.summary] == [("training.lr=1e-3", 1), ("training.lr=3e-4", 1)]
+    with (tmp_path / "sweep" / "summary.csv").open() as handle:
+        assert [row["training.lr"] for row in csv.DictReader(handle)] == ["1e-3", "3e-4"]
+    assert (tmp_path / "sweep" / "curves.png").stat().st_size > 1000
+    assert any(line.startswith("setting") and "95% CI" in line for line in lines)
+
+    worker_nodes = {node.node_id for node in cluster.worker_nodes}
+    assert {trial["node_id"] for trial in result.trials} == worker_nodes, "each one-CPU trial on its own node"
+    for trial, lr in zip(result.trials, (1e-3, 3e-4)):
+        run_dir = Path(trial["run_dir"])
+        rows = _rows(run_dir)
+        assert [int(r["iteration"]) for r in rows] == [1, 2] and trial["iterations"] == 2
+        assert float(rows[-1]["episode_return_mean"]) == pytest.approx(trial["final_return"])
+        assert yaml.safe_load((run_dir / "config.yaml").read_text())["training"]["lr"] == lr
+        assert latest_checkpoint(run_dir) is not None, "a trial writes its run directory as `marl train` does"

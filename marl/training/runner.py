@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime
@@ -35,6 +36,7 @@ from marl.training.metrics import MetricsWriter, flatten_result, progress_line
 from marl.training.resources import resolve_num_gpus_per_learner
 
 Printer = Callable[[str], None]
+RUN_DIR_LINE = "run directory: "  # the first line a run prints (a sweep's trials read it)
 # Called after every iteration with the algorithm and the iteration's metrics row
 # (Tune trials report through it; tests use it to reach the live algorithm). A true
 # return value stops training after this iteration, with a final checkpoint.
@@ -110,6 +112,9 @@ class _StopRequest:
 
     @contextmanager
     def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # a Tune trial runs us in a thread, where signals cannot be handled; Tune stops trials itself
+            return
         previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield self
@@ -137,7 +142,7 @@ def train(
     check_parallel_api(ScenarioSpec(**config.scenario.model_dump()))
     if not resuming:
         run_dir = new_run_dir(config, runs_root)
-    echo(f"run directory: {run_dir}")
+    echo(f"{RUN_DIR_LINE}{run_dir}")
 
     with ray_session(address) as ray:
         num_gpus = resolve_num_gpus_per_learner(
