@@ -72,17 +72,14 @@ def measure(config_path: Path, overrides: list[str], runners: int, steps_per_run
     import ray
 
     from marl.config import load_config
-    from marl.training.resources import resolve_num_gpus_per_learner
+    from marl.training.resources import learner_gpus_for
     from marl.training.runner import env_runner_nodes
 
     config = load_config(config_path, [
         *overrides, f"resources.num_env_runners={runners}", f"training.train_batch_size={runners * steps_per_runner}",
         "stop.env_steps=1000000000",
     ])
-    gpus = resolve_num_gpus_per_learner(
-        config.resources.num_gpus_per_learner, ray.cluster_resources().get("GPU", 0.0), config.resources.num_learners
-    )
-    algo = config.training.to_rllib(config, num_gpus_per_learner=gpus).build_algo()
+    algo = config.training.to_rllib(config, num_gpus_per_learner=learner_gpus_for(config, ray)).build_algo()
     try:
         nodes = len(set(env_runner_nodes(algo)))
         for _ in range(warmup):

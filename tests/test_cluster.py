@@ -188,3 +188,18 @@ def test_sweep_runs_trials_side_by_side_on_the_cluster(tmp_path, cluster):
         assert float(rows[-1]["episode_return_mean"]) == pytest.approx(trial["final_return"])
         assert yaml.safe_load((run_dir / "config.yaml").read_text())["training"]["lr"] == lr
         assert latest_checkpoint(run_dir) is not None, "a trial writes its run directory as `marl train` does"
+
+
+def test_local_learner_stays_on_cpu_when_the_gpu_is_on_another_node(tmp_path, cluster):
+    """`num_gpus_per_learner: auto` with the cluster's only GPU on a worker node: the driver's
+    learner cannot use it, so it trains on the CPU instead of failing (or waiting forever)."""
+    gpu_node = cluster.add_node(num_cpus=0, num_gpus=1)  # a GPU as Ray sees it; nothing here uses it
+    try:
+        cluster.wait_for_nodes()
+        lines: list[str] = []
+        config = load_config(SPREAD, TINY + ["resources.num_env_runners=0"])
+        run_dir = train(config, runs_root=tmp_path, address=cluster.address, echo=lines.append, max_iterations=1)
+    finally:
+        cluster.remove_node(gpu_node)
+    assert any("learner on CPU" in line for line in lines), lines
+    assert [int(r["iteration"]) for r in _rows(run_dir)] == [1]

@@ -33,7 +33,7 @@ from marl.envs.validation import check_parallel_api
 from marl.errors import CheckpointError
 from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint
 from marl.training.metrics import MetricsWriter, flatten_result, progress_line
-from marl.training.resources import resolve_num_gpus_per_learner
+from marl.training.resources import learner_gpus_for
 
 Printer = Callable[[str], None]
 RUN_DIR_LINE = "run directory: "  # the first line a run prints (a sweep's trials read it)
@@ -145,11 +145,7 @@ def train(
     echo(f"{RUN_DIR_LINE}{run_dir}")
 
     with ray_session(address) as ray:
-        num_gpus = resolve_num_gpus_per_learner(
-            config.resources.num_gpus_per_learner,
-            ray.cluster_resources().get("GPU", 0.0),
-            config.resources.num_learners,
-        )
+        num_gpus = learner_gpus_for(config, ray)
         rllib_config = config.training.to_rllib(config, num_gpus_per_learner=num_gpus)
         echo(
             f"{config.algorithm} on {config.scenario.name}: policies {sorted(rllib_config.policies)}, "

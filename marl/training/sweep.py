@@ -186,7 +186,11 @@ def validated_configs(
 
 
 def trial_resources(config: ExperimentConfig, cluster_gpus: float):
-    """RLlib's own placement group for the trial: driver (+ local learner), learners, env runners."""
+    """RLlib's own placement group for the trial: driver (+ local learner), learners, env runners.
+
+    The cluster's GPUs count even for a local learner: the bundle asking for one makes Tune
+    start the trial on a node that has it (inside, the runner then finds it on its node).
+    """
     from marl.training.resources import resolve_num_gpus_per_learner
 
     gpus = resolve_num_gpus_per_learner(config.resources.num_gpus_per_learner, cluster_gpus, config.resources.num_learners)
