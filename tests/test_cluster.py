@@ -104,8 +104,9 @@ def test_two_data_parallel_learners_keep_the_same_weights(tmp_path, cluster):
     assert any(not np.array_equal(before[k], after[k]) for k in before), "weights never changed: nothing was checked"
 
 
-def test_killed_env_runner_is_replaced_while_training_continues(tmp_path, cluster):
-    config = load_config(SPREAD, TINY + ["resources.num_env_runners=2"])
+@pytest.mark.parametrize("backend", ["pettingzoo", "vectorized"])
+def test_killed_env_runner_is_replaced_while_training_continues(tmp_path, cluster, backend):
+    config = load_config(SPREAD, TINY + ["resources.num_env_runners=2", f"scenario.backend={backend}"])
     seen: list[tuple[list[int], dict]] = []
 
     def kill_one_then_wait_for_its_return(algo, row):
