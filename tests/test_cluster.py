@@ -73,20 +73,28 @@ def test_env_runners_spread_over_nodes_and_training_progresses(tmp_path, cluster
     assert all(np.isfinite(float(r["shared/total_loss"])) for r in rows)
 
 
-def _learner_weights(algo) -> list[dict[str, np.ndarray]]:
-    results = algo.learner_group.foreach_learner(
-        lambda learner: {k: v.detach().cpu().numpy() for k, v in learner.module["shared"].state_dict().items()}
-    )
-    return [result.get() for result in results]
+def _learner_state(learner) -> dict[str, np.ndarray]:
+    """Every module's weights and buffers, plus DPO's adaptive coefficients where there are any."""
+    state = {
+        f"{module_id}/{key}": value.detach().cpu().numpy()
+        for module_id in learner.module.keys()
+        for key, value in learner.module[module_id].state_dict().items()
+    }
+    for name in ("beta_kl_per_module", "beta_sqrt_kl_per_module"):
+        for module_id, value in getattr(learner, name, {}).items():
+            state[f"{module_id}/{name}"] = value.detach().cpu().numpy()
+    return state
 
 
-def test_two_data_parallel_learners_keep_the_same_weights(tmp_path, cluster):
-    """Each learner updates on its own half of the batch: only all-reduced gradients keep them equal."""
-    config = load_config(SPREAD, TINY + ["resources.num_env_runners=0", "resources.num_learners=2"])
-    weights, learner_nodes = [], []
+@pytest.mark.parametrize("config_name", ["mappo_simple_spread", "dpo_simple_spread"])
+def test_two_data_parallel_learners_keep_the_same_state(tmp_path, cluster, config_name):
+    """Each learner updates on its own half of the batch: only all-reduced gradients (and, for
+    MAPPO's value normaliser and DPO's coefficients, all-reduced statistics) keep them equal."""
+    config = load_config(REPO / "configs" / f"{config_name}.yaml", TINY + ["resources.num_env_runners=0", "resources.num_learners=2"])
+    states, learner_nodes = [], []
 
     def record(algo, row):
-        weights.append(_learner_weights(algo))
+        states.append([result.get() for result in algo.learner_group.foreach_learner(_learner_state)])
         if not learner_nodes:
             import ray
 
@@ -96,12 +104,15 @@ def test_two_data_parallel_learners_keep_the_same_weights(tmp_path, cluster):
 
     train(config, runs_root=tmp_path, address=cluster.address, echo=lambda _: None, max_iterations=2, on_iteration=record)
     assert len(set(learner_nodes)) == 2, "the two learners should sit on the two one-CPU nodes"
-    for first, second in weights:
+    for first, second in states:
         assert first.keys() == second.keys()
         for key in first:
             np.testing.assert_array_equal(first[key], second[key], err_msg=f"learners disagree on {key}")
-    (before, _), (after, _) = weights
-    assert any(not np.array_equal(before[k], after[k]) for k in before), "weights never changed: nothing was checked"
+    (before, _), (after, _) = states
+    changed = {key for key in before if not np.array_equal(before[key], after[key])}
+    assert any("value_normalizer" not in key and "beta" not in key for key in changed), "weights never changed"
+    if config_name == "dpo_simple_spread":
+        assert any("beta" in key for key in changed), "coefficients never adapted: their sync went unchecked"
 
 
 @pytest.mark.parametrize("backend", ["pettingzoo", "vectorized"])
