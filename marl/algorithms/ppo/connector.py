@@ -47,7 +47,12 @@ class PPOTrainBatch(ConnectorV2):
         for episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
             if len(episode) > 0:
                 trajectories[episode.module_id].append(episode)
-        for module_id, module_trajectories in trajectories.items():
+        # A fixed module order: with data-parallel learners each module's gradients are
+        # all-reduced in the order its loss is built (the batch's key order), and learners
+        # whose shards met the agents in another order would sum one module's gradients
+        # into another's.
+        for module_id in sorted(trajectories):
+            module_trajectories = trajectories[module_id]
             module = rl_module[module_id].unwrapped()
             if module.is_stateful():
                 raise ValueError(
