@@ -103,3 +103,32 @@ def test_cli_rejects_an_unknown_grid_key_in_one_line_before_ray(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "training.lrr" in result.stderr and "unknown key" in result.stderr
     assert not (tmp_path / "sweeps").exists()
     assert time.time() - started < 30
+
+
+def test_report_averages_finished_trials_and_lists_failed_ones(tmp_path):
+    """The tables from hand-made trial histories: the failed trial is listed, not averaged."""
+    from marl.training.sweep import _report
+
+    settings = search_settings(parse_grid(["training.lr=1e-3,3e-4"]), None, np.random.default_rng(0))
+
+    def history(*returns):
+        return [{"iteration": i + 1, "env_steps": 100 * (i + 1), "episode_return_mean": r, "run_dir": f"runs/{i}",
+                 "node_id": "n1"} for i, r in enumerate(returns)]
+
+    rows = {
+        (0, 0): history(math.nan, -80.0, -70.0),
+        (0, 1): history(-90.0, -60.0),
+        (1, 0): history(-85.0, -75.0),
+        (1, 1): history(-95.0),  # died after one iteration
+    }
+    lines: list[str] = []
+    result = _report(tmp_path, settings, [0, 1], rows, {(1, 1): "RayTaskError: boom"}, lines.append)
+
+    first, second = result.summary
+    assert (first["setting"], first["training.lr"], first["seeds"], first["mean"]) == ("training.lr=1e-3", "1e-3", 2, -65.0)
+    assert first["std"] == pytest.approx(math.sqrt(50.0))
+    assert (second["seeds"], second["mean"]) == (1, -75.0) and math.isnan(second["std"])
+    assert [t["failed"] for t in result.trials] == [False, False, False, True]
+    assert {"summary.csv", "trials.csv", "curves.csv", "curves.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert len((tmp_path / "curves.csv").read_text().splitlines()) == 1 + 2 + 2 + 2 + 1, "finite points only"
+    assert any("seed 1), left out of the summary: RayTaskError: boom" in line for line in lines)

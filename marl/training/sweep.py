@@ -13,9 +13,9 @@ Every setting is validated before Tune starts: a bad key or value is a one-line 
 
 OUT (default `sweeps/<run name>-<timestamp>/`) then holds:
     runs/          one run directory per trial (written on the node that ran the trial)
-    trials.csv     per trial: setting, seed, final team return, env steps, run directory, node
+    trials.csv     per trial: setting, seed, failed, final team return, env steps, run directory, node
     summary.csv    per setting: seeds, mean, std and 95 % confidence interval of the
-                   final team return (Student t over seeds)
+                   final team return (Student t over seeds; failed trials left out)
     curves.csv     setting, seed, env_steps, team_return for every iteration
     curves.png     mean and min/max over seeds per setting
     tune/          Tune's own experiment state
@@ -254,7 +254,8 @@ class SweepResult:
     out: Path
     summary: list[dict]
     trials: list[dict]
-    failed: list[str]
+    failed: dict[tuple[int, int], str]
+    """(setting index, seed) -> the first line of the trial's error."""
 
 
 def sweep(
@@ -299,11 +300,17 @@ def sweep(
             run_config=tune.RunConfig(name="tune", storage_path=str(out), callbacks=[collector], verbose=0),
         )
         results = tuner.fit()
-        failed = [f"{result.config['trial']['config']['name']}: {result.error}" for result in results if result.error]
+        failed = {
+            (result.config["trial"]["setting"], result.config["trial"]["seed"]): (str(result.error).splitlines() or [repr(result.error)])[0]
+            for result in results if result.error
+        }
     return _report(out, settings, seeds, collector.rows, failed, echo)
 
 
-def _report(out: Path, settings: list[Setting], seeds: list[int], rows: dict, failed: list[str], echo: Printer) -> SweepResult:
+def _report(
+    out: Path, settings: list[Setting], seeds: list[int], rows: dict, failed: dict[tuple[int, int], str], echo: Printer
+) -> SweepResult:
+    """Write and print the per-trial and per-setting tables; failed trials are listed, not averaged."""
     keys = [o.partition("=")[0] for o in settings[0].overrides] if settings else []
     trials, summary, curves, plotted = [], [], [], {}
     for index, setting in enumerate(settings):
@@ -313,8 +320,10 @@ def _report(out: Path, settings: list[Setting], seeds: list[int], rows: dict, fa
             if not history:
                 continue
             returns = [float(r["episode_return_mean"]) for r in history]
-            finals.append(final_return(returns))
-            trials.append({"setting": setting.label, "seed": seed, "final_return": finals[-1],
+            if (index, seed) not in failed:
+                finals.append(final_return(returns))
+            trials.append({"setting": setting.label, "seed": seed, "failed": (index, seed) in failed,
+                           "final_return": final_return(returns),
                            "env_steps": int(history[-1]["env_steps"]), "iterations": int(history[-1]["iteration"]),
                            "run_dir": history[-1]["run_dir"], "node_id": history[-1]["node_id"]})
             points = [(int(r["env_steps"]), ret) for r, ret in zip(history, returns) if math.isfinite(ret)]
@@ -334,8 +343,8 @@ def _report(out: Path, settings: list[Setting], seeds: list[int], rows: dict, fa
         except ImportError:
             echo("no curves.png: matplotlib is not installed (pip install 'marl[plot]')")
     echo(summary_table(summary))
-    for line in failed:
-        echo(f"trial failed: {line}")
+    for (index, seed), error in failed.items():
+        echo(f"trial failed ({settings[index].label} | seed {seed}), left out of the summary: {error}")
     echo(f"summary: {out / 'summary.csv'}; curves: {out / 'curves.png'}")
     return SweepResult(out, summary, trials, failed)
 
