@@ -36,6 +36,7 @@ import numpy as np
 
 from marl.config import ExperimentConfig, build_config, config_to_dict, load_config
 from marl.errors import ConfigError
+from marl.training.plots import plot_curves
 from marl.training.runner import RUN_DIR_LINE, echo_line, ray_session
 
 Printer = Callable[[str], None]
@@ -336,12 +337,7 @@ def _report(
     _write_csv(out / "summary.csv", summary)
     _write_csv(out / "curves.csv", [dict(zip(("setting", "seed", "env_steps", "team_return"), c)) for c in curves])
     if plotted:
-        try:
-            from marl.training.plots import plot_curves
-
-            plot_curves(out / "curves.png", plotted)
-        except ImportError:
-            echo("no curves.png: matplotlib is not installed (pip install 'marl[plot]')")
+        plot_curves(out / "curves.png", plotted)
     echo(summary_table(summary))
     for (index, seed), error in failed.items():
         echo(f"trial failed ({settings[index].label} | seed {seed}), left out of the summary: {error}")
