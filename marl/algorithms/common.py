@@ -80,6 +80,9 @@ def probe_scenario(experiment: ExperimentConfig, *, global_state: bool) -> Scena
     raw_agents = list(raw.possible_agents)
     raw.close()
     mapping = policy_mapping(experiment, raw_agents)
+    from marl.evaluation import teams_of
+
+    teams_of(raw_agents, experiment.teams)  # a wrong `teams` mapping fails now, not after training
     agents_per_policy = invert_mapping(mapping)
     agent_id = experiment.policies.agent_id_in_obs
     if agent_id is None:
