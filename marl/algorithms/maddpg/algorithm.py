@@ -13,12 +13,14 @@ One `training_step` (one `algo.train()` iteration):
 
 The env-step counters are RLlib's own (env runner metrics), so `stop.env_steps`, the
 progress line and checkpoints count sampled env steps as for PPO. The replay buffer is
-not part of the checkpoint: a resumed run refills it (and waits `learning_starts` rows)
-before updating again.
+part of the checkpoint (`replay_buffer.npz` next to RLlib's components, written inside
+the same directory, so the project's atomic rename covers it): a resumed run continues
+with the rows, ring position and sampling generator it had.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -37,6 +39,8 @@ from ray.rllib.utils.metrics import (
 from marl.algorithms.maddpg.learner import MADDPGTorchLearner, joint_train_batch
 from marl.algorithms.maddpg.module import MADDPGModule
 from marl.algorithms.maddpg.replay import JointReplayBuffer, action_vector_dim, make_action_to_vector
+
+REPLAY_BUFFER_FILE = "replay_buffer.npz"
 
 
 class MADDPGRLlibConfig(AlgorithmConfig):
@@ -96,6 +100,18 @@ class MADDPG(Algorithm):
         )
         self._action_to_vector = make_action_to_vector(self.config.joint_action_spaces)
         self._module_ids = sorted(set(self.config.learner_config_dict["policy_of"].values()))
+
+    def save_to_path(self, path=None, **kwargs) -> str:
+        """RLlib's checkpoint plus the replay buffer (off-policy: resuming without it would lose the data)."""
+        path = super().save_to_path(path, **kwargs)
+        self.replay_buffer.save(Path(path) / REPLAY_BUFFER_FILE)
+        return path
+
+    def restore_from_path(self, path, *args, **kwargs) -> None:
+        super().restore_from_path(path, *args, **kwargs)
+        saved = Path(path) / REPLAY_BUFFER_FILE
+        if kwargs.get("component") is None and saved.is_file():  # checkpoints from before this file: start empty
+            self.replay_buffer.load(saved)
 
     def training_step(self) -> None:
         self._sample_into_replay()

@@ -19,6 +19,8 @@ RLlib flags this reads).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Callable, Sequence
 
 import gymnasium as gym
@@ -82,6 +84,51 @@ class JointReplayBuffer:
 
     def __len__(self) -> int:
         return self._size
+
+    @property
+    def bytes_per_row(self) -> int:
+        """Bytes one joint row takes in the arrays (every agent, every field)."""
+        return sum(columns.itemsize * int(np.prod(columns.shape[1:])) for fields in self._storage.values() for columns in fields.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays at full capacity (numpy's zero pages become resident as rows are written)."""
+        return self.capacity * self.bytes_per_row
+
+    # -- persistence (checkpoints) -----------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the stored rows, the ring position and the sampling generator's state to one .npz file.
+
+        Only the filled rows are written (rows 0.._size-1 hold them whether or not the ring
+        has wrapped), uncompressed: replay data compresses poorly and this stays fast.
+        """
+        arrays = {f"{agent}/{field}": columns[: self._size] for agent, fields in self._storage.items() for field, columns in fields.items()}
+        meta = {"next_row": self._next_row, "size": self._size, "capacity": self.capacity, "rng": self._rng.bit_generator.state}
+        with open(path, "wb") as handle:  # a file handle: np.savez would otherwise append ".npz" to the name
+            np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays)
+
+    def load(self, path: str | Path) -> None:
+        """Replace the contents with those `save` wrote (same agents and layout; capacity at least the rows saved)."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["__meta__"]))
+            expected = {f"{agent}/{field}" for agent in self.agents for field in FIELDS}
+            found = set(data.files) - {"__meta__"}
+            if found != expected:
+                raise ValueError(f"{path}: replay buffer layout {sorted(found ^ expected)} differs from this buffer's")
+            size = meta["size"]
+            if size > self.capacity:
+                raise ValueError(f"{path}: {size} rows saved, but this buffer holds only {self.capacity}; raise training.buffer_capacity")
+            for agent in self.agents:
+                for field in FIELDS:
+                    saved = data[f"{agent}/{field}"]
+                    if saved.shape[1:] != self._storage[agent][field].shape[1:]:
+                        raise ValueError(f"{path}: {agent}/{field} has rows of shape {saved.shape[1:]}, expected {self._storage[agent][field].shape[1:]}")
+                    self._storage[agent][field][:size] = saved
+                    self._storage[agent][field][size:] = 0.0
+        # The same capacity continues the ring where it stopped; another one restarts it after the saved rows.
+        self._next_row = meta["next_row"] if meta["capacity"] == self.capacity else size % self.capacity
+        self._size = size
+        self._rng.bit_generator.state = meta["rng"]
 
     def _num_rows(self, rows: Rows) -> int:
         """Validate `rows` against the buffer's layout and return their common row count."""
