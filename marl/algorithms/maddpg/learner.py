@@ -3,11 +3,13 @@
 The train batch (built by `joint_train_batch` from a `JointReplayBuffer` sample) is a
 MultiAgentBatch with one SampleBatch per policy, each holding the WHOLE joint batch:
 columns `<field>/<agent>` for every agent and field of replay.FIELDS (obs, actions,
-rewards, next_obs, terminated, mask). The critic target of any agent needs the target
+rewards, next_obs, terminated, mask; and `subpolicy` with policy ensembles, where each
+module gets its own rows: `joint_train_batch_per_module`). The critic target of any agent needs the target
 actors of all agents, so the learner reads every module from inside each module's loss.
 Per agent i of a module, on the same B rows:
 
     a'_j        = gumbel_softmax(mu'_j(o'_j))                      every agent j, no gradient
+                  (an ensemble: the target of the sub-policy j acted with in that row)
     y_i         = r_i + gamma (1 - terminated_i) Q'_i(x', a'_1..a'_N)
     critic_loss = E_mask_i[(Q_i(x, a_1..a_N) - y_i)^2]
     actor_loss  = -E_mask_i[Q_i(x, a_1..a^_i..a_N)] + logits_reg E[logits_i^2],  a^_i = gumbel_softmax(mu_i(o_i))
@@ -34,7 +36,7 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
 from marl.algorithms.maddpg.losses import actor_loss, call_with_frozen_params, critic_loss, critic_targets, polyak_update
-from marl.algorithms.maddpg.replay import FIELDS, Rows
+from marl.algorithms.maddpg.replay import ENSEMBLE_FIELDS, SUBPOLICY, Rows
 
 LOGGED_TERMS = ("critic_loss", "actor_loss", "q_mean", "target_q_mean", "logits_reg")
 
@@ -49,14 +51,21 @@ def joint_train_batch(rows: Rows, module_ids: list[str]) -> MultiAgentBatch:
 
     Every module's SampleBatch refers to the same numpy arrays (no copy in the driver).
     """
-    columns = {joint_column(field, agent): values for agent, fields in rows.items() for field, values in fields.items()}
-    num_rows = len(next(iter(columns.values())))
-    return MultiAgentBatch({module_id: SampleBatch(dict(columns)) for module_id in module_ids}, env_steps=num_rows)
+    return joint_train_batch_per_module(dict.fromkeys(module_ids, rows))
+
+
+def joint_train_batch_per_module(rows_by_module: dict[str, Rows]) -> MultiAgentBatch:
+    """The train batch when modules train on different joint rows (ensembles: each sub-policy its own)."""
+    batches = {}
+    for module_id, rows in rows_by_module.items():
+        columns = {joint_column(field, agent): values for agent, fields in rows.items() for field, values in fields.items()}
+        batches[module_id] = SampleBatch(columns)
+    return MultiAgentBatch(batches, env_steps=max(len(batch) for batch in batches.values()))
 
 
 def split_joint_columns(batch: Mapping[str, Any], agents: list[str]) -> dict[str, dict[str, torch.Tensor]]:
     """field -> agent -> tensor, from a module's train batch (the inverse of `joint_train_batch`)."""
-    return {field: {agent: batch[joint_column(field, agent)] for agent in agents} for field in FIELDS}
+    return {field: {agent: batch[joint_column(field, agent)] for agent in agents} for field in ENSEMBLE_FIELDS if joint_column(field, agents[0]) in batch}
 
 
 class MADDPGTorchLearner(TorchLearner):
@@ -90,9 +99,10 @@ class MADDPGTorchLearner(TorchLearner):
     def target_actions(self, joint, settings) -> dict[str, torch.Tensor]:
         """a'_j = gumbel_softmax(mu'_j(o'_j)) for every agent j, zero where j did not act."""
         actions = {}
+        subpolicies = joint.get(SUBPOLICY, {})
         for agent in settings["agents"]:
             owner = self.module[settings["policy_of"][agent]].unwrapped()
-            vector = owner.action_vector(owner.target_actor(joint["next_obs"][agent]))
+            vector = owner.action_vector(owner.actor_logits(joint["next_obs"][agent], subpolicies.get(agent), target=True))
             actions[agent] = vector * joint["mask"][agent].unsqueeze(-1)
         return actions
 
@@ -106,7 +116,7 @@ class MADDPGTorchLearner(TorchLearner):
             targets = critic_targets(joint["rewards"][agent], joint["terminated"][agent], next_q, gamma)
         q = module.critic(module.critic_input(agent, observations, actions)).squeeze(-1)
 
-        logits = module.actor(observations[agent])
+        logits = module.actor_logits(observations[agent], joint.get(SUBPOLICY, {}).get(agent))
         with_fresh_action = {**actions, agent: module.action_vector(logits)}
         # The critic's weights are detached here: the actor loss trains mu_i only.
         q_fresh = call_with_frozen_params(module.critic, module.critic_input(agent, observations, with_fresh_action)).squeeze(-1)

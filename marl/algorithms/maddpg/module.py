@@ -18,6 +18,11 @@ Actions are Gumbel-softmax samples of the actor's logits (see losses.gumbel_soft
   (the reference's variant, `hard: false`) or the hard one-hot, sent as is.
 The critic sees the same vectors: one-hot for Discrete, the flat sample for Box.
 
+Policy ensembles (`ensemble_size` K > 1, see ensemble.py): `actor` and `target_actor` are
+`ActorEnsemble`s of K networks; each row's sub-policy comes in the batch's `subpolicy`
+column (drawn per episode by the env runner's `DrawSubPolicy` connector) and is returned
+with the action, so the episode records it. Without the column, sub-policy 0 acts.
+
 `forward_exploration` returns ACTIONS (a sample), so RLlib's GetActions connector does not
 sample again; `forward_inference` returns the greedy action (argmax; softmax(logits) for
 soft Box actions). Both also return the logits as ACTION_DIST_INPUTS with a matching
@@ -32,12 +37,14 @@ from typing import Any
 import gymnasium as gym
 import torch
 import torch.nn.functional as F
+from torch import nn
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.distribution import Distribution
 from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical, TorchDeterministic
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
+from marl.algorithms.maddpg.ensemble import SUBPOLICY, ActorEnsemble
 from marl.algorithms.maddpg.losses import gumbel_softmax
 from marl.algorithms.ppo.module import mlp
 
@@ -102,7 +109,7 @@ def greedy_vector(logits: torch.Tensor, *, hard: bool) -> torch.Tensor:
 class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
     """model_config keys: agents (this module's agents), all_agents (the joint order),
     obs_dims and action_dims (per agent, every agent), hidden, activation,
-    critic ("centralized" | "local"), hard, temperature."""
+    critic ("centralized" | "local"), hard, temperature, ensemble_size (default 1)."""
 
     def setup(self):
         cfg = self.model_config
@@ -117,18 +124,34 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
             raise ValueError(f"MADDPG supports Discrete and Box actions, got {self.action_space}")
         # An integer action can only be a hard sample.
         self.hard = bool(cfg["hard"]) or self.discrete
-        first = self.agents[0]
+        self.ensemble_size = int(cfg.get("ensemble_size", 1))
         hidden, activation = list(cfg["hidden"]), cfg["activation"]
 
-        self.actor = mlp(self.obs_dims[first], hidden, self.action_dims[first], activation, out_gain=0.01)
+        self.actor = self._make_actor(hidden, activation)
         if self.inference_only:
             return
         self.critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
-        self.target_actor = mlp(self.obs_dims[first], hidden, self.action_dims[first], activation, out_gain=0.01)
+        self.target_actor = self._make_actor(hidden, activation)
         self.target_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
         for online, target in ((self.actor, self.target_actor), (self.critic, self.target_critic)):
             target.load_state_dict(online.state_dict())
             target.requires_grad_(False)
+
+    def _make_actor(self, hidden: list[int], activation: str) -> nn.Module:
+        """mu_i(o_i) -> logits: one MLP, or an ActorEnsemble of `ensemble_size` of them."""
+        first = self.agents[0]
+
+        def one() -> nn.Module:
+            return mlp(self.obs_dims[first], hidden, self.action_dims[first], activation, out_gain=0.01)
+
+        return one() if self.ensemble_size == 1 else ActorEnsemble([one() for _ in range(self.ensemble_size)])
+
+    def actor_logits(self, observations: torch.Tensor, subpolicy: torch.Tensor | None = None, *, target: bool = False) -> torch.Tensor:
+        """Logits of the (target) actor; with an ensemble, row b's sub-policy is `subpolicy[b]`."""
+        actor = self.target_actor if target else self.actor
+        if self.ensemble_size == 1:
+            return actor(observations)
+        return actor(observations, subpolicy)
 
     # -- critic input ---------------------------------------------------------------
     def critic_input_dim(self) -> int:
@@ -162,12 +185,19 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         return vector.reshape(*vector.shape[:-1], *self.action_space.shape)
 
     def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        logits = self.actor(batch[Columns.OBS])
-        return {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(self.action_vector(logits))}
+        logits = self.actor_logits(batch[Columns.OBS], batch.get(SUBPOLICY))
+        return self._with_subpolicy(batch, {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(self.action_vector(logits))})
 
     def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        logits = self.actor(batch[Columns.OBS])
-        return {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(greedy_vector(logits, hard=self.hard))}
+        logits = self.actor_logits(batch[Columns.OBS], batch.get(SUBPOLICY))
+        return self._with_subpolicy(batch, {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(greedy_vector(logits, hard=self.hard))})
+
+    @staticmethod
+    def _with_subpolicy(batch: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+        """Pass the sub-policy index through, so RLlib stores it with the action (an extra model output)."""
+        if SUBPOLICY in batch:
+            out[SUBPOLICY] = batch[SUBPOLICY]
+        return out
 
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         # The learner needs every module at once (target actions of all agents), so the
