@@ -75,6 +75,12 @@ class MADDPGConfig(StrictModel):
     episode; sub-policy k trains on the rows it acted in (its own replay buffer D_i^(k), batch_size
     rows per update each) and the actor gradient is averaged over the K. One critic per agent.
     1 = no ensemble. Needs `policies.sharing: per_agent`. Evaluation acts with sub-policy 0."""
+    infer_policies: bool = False
+    """Inferred policies (the paper's section 4.2): each module fits approximations of the other
+    agents' policies to their replayed actions (maximum likelihood plus an entropy bonus) and
+    uses them, not the other agents' target actors, for a'_j in its critic target."""
+    infer_entropy_coeff: float = Field(1e-3, ge=0)
+    """Weight lambda of the approximations' entropy bonus."""
 
     @classmethod
     def has_centralized_critic(cls) -> bool:
@@ -165,6 +171,7 @@ class MADDPGConfig(StrictModel):
                                 "hard": self.hard,
                                 "temperature": self.temperature,
                                 "ensemble_size": self.ensemble_size,
+                                "infer_policies": self.infer_policies,
                             },
                         )
                         for policy_id, info in probe.policies.items()
@@ -182,6 +189,7 @@ class MADDPGConfig(StrictModel):
             "lr_critic": self.lr_critic,
             "tau": self.tau,
             "logits_reg": self.logits_reg,
+            "infer_entropy_coeff": self.infer_entropy_coeff,
         }
 
     def _check_action_spaces(self, probe: ScenarioProbe) -> None:

@@ -23,6 +23,10 @@ Policy ensembles (`ensemble_size` K > 1, see ensemble.py): `actor` and `target_a
 column (drawn per episode by the env runner's `DrawSubPolicy` connector) and is returned
 with the action, so the episode records it. Without the column, sub-policy 0 acts.
 
+Inferred policies (`infer_policies`): `approx_policies[j]` (and its target copy) approximates
+agent j's policy for every agent j this module does not control; the critic target then
+uses their target copies instead of the other agents' own target actors (see the learner).
+
 `forward_exploration` returns ACTIONS (a sample), so RLlib's GetActions connector does not
 sample again; `forward_inference` returns the greedy action (argmax; softmax(logits) for
 soft Box actions). Both also return the logits as ACTION_DIST_INPUTS with a matching
@@ -49,7 +53,7 @@ from marl.algorithms.maddpg.losses import gumbel_softmax
 from marl.algorithms.ppo.module import mlp
 
 # Sub-networks the env runners do not need (left out of inference-only modules and weight syncs).
-TRAINING_ONLY = ["critic", "target_actor", "target_critic"]
+TRAINING_ONLY = ["critic", "target_actor", "target_critic", "approx_policies", "target_approx_policies"]
 
 
 class GumbelSoftmaxDistribution(Distribution):
@@ -109,7 +113,8 @@ def greedy_vector(logits: torch.Tensor, *, hard: bool) -> torch.Tensor:
 class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
     """model_config keys: agents (this module's agents), all_agents (the joint order),
     obs_dims and action_dims (per agent, every agent), hidden, activation,
-    critic ("centralized" | "local"), hard, temperature, ensemble_size (default 1)."""
+    critic ("centralized" | "local"), hard, temperature, ensemble_size (default 1),
+    infer_policies (default false)."""
 
     def setup(self):
         cfg = self.model_config
@@ -133,7 +138,17 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         self.critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
         self.target_actor = self._make_actor(hidden, activation)
         self.target_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
-        for online, target in ((self.actor, self.target_actor), (self.critic, self.target_critic)):
+        pairs = [(self.actor, self.target_actor), (self.critic, self.target_critic)]
+        if cfg.get("infer_policies", False):
+            others = [agent for agent in self.all_agents if agent not in self.agents]
+
+            def approximations() -> nn.ModuleDict:
+                return nn.ModuleDict({agent: mlp(self.obs_dims[agent], hidden, self.action_dims[agent], activation, out_gain=0.01) for agent in others})
+
+            self.approx_policies = approximations()
+            self.target_approx_policies = approximations()
+            pairs.append((self.approx_policies, self.target_approx_policies))
+        for online, target in pairs:
             target.load_state_dict(online.state_dict())
             target.requires_grad_(False)
 
@@ -152,6 +167,10 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         if self.ensemble_size == 1:
             return actor(observations)
         return actor(observations, subpolicy)
+
+    def infers(self, agent: str) -> bool:
+        """Whether this module approximates `agent`'s policy (infer_policies, an agent it does not control)."""
+        return hasattr(self, "approx_policies") and agent in self.approx_policies
 
     # -- critic input ---------------------------------------------------------------
     def critic_input_dim(self) -> int:
