@@ -143,7 +143,7 @@ def apply_common_settings(
             rollout_fragment_length=fragment,
         )
         .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
-        .multi_agent(policies=set(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))
+        .multi_agent(policies=list(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))
         .debugging(seed=experiment.seed)
         .reporting(metrics_num_episodes_for_smoothing=100)
     )

@@ -106,6 +106,11 @@ class MADDPG(Algorithm):
         )
         self._action_to_vector = make_action_to_vector(self.config.joint_action_spaces)
         self._module_ids = sorted(set(self.config.learner_config_dict["policy_of"].values()))
+        # The env runners' modules start with weights of their own: from the first step on, act
+        # with the actors the learner trains.
+        self.env_runner_group.sync_weights(
+            from_worker_or_learner_group=self.learner_group, policies=self._module_ids, inference_only=True
+        )
 
     def save_to_path(self, path=None, **kwargs) -> str:
         """RLlib's checkpoint plus the replay buffer (off-policy: resuming without it would lose the data)."""

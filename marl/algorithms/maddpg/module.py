@@ -27,6 +27,11 @@ Inferred policies (`infer_policies`): `approx_policies[j]` (and its target copy)
 agent j's policy for every agent j this module does not control; the critic target then
 uses their target copies instead of the other agents' own target actors (see the learner).
 
+Exploration noise comes from the module's own torch.Generator (`exploration_generator`), seeded
+from the process's torch seed (which RLlib sets per env runner from the experiment seed and
+the runner's index) and the module's agents, so a run is reproducible whatever else draws
+from torch's global generator in that process, and two agents never share a noise stream.
+
 `forward_exploration` returns ACTIONS (a sample), so RLlib's GetActions connector does not
 sample again; `forward_inference` returns the greedy action (argmax; softmax(logits) for
 soft Box actions). Both also return the logits as ACTION_DIST_INPUTS with a matching
@@ -36,6 +41,7 @@ distribution class, which is what `marl evaluate` reads.
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any
 
 import gymnasium as gym
@@ -130,6 +136,7 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         # An integer action can only be a hard sample.
         self.hard = bool(cfg["hard"]) or self.discrete
         self.ensemble_size = int(cfg.get("ensemble_size", 1))
+        self._exploration_generator: torch.Generator | None = None  # created at the first exploring forward
         hidden, activation = list(cfg["hidden"]), cfg["activation"]
 
         self.actor = self._make_actor(hidden, activation)
@@ -193,9 +200,21 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         return torch.cat(parts, dim=-1)
 
     # -- actions ---------------------------------------------------------------------
-    def action_vector(self, logits: torch.Tensor) -> torch.Tensor:
-        """A differentiable Gumbel-softmax action vector (what the critic sees) from logits."""
-        return gumbel_softmax(logits, temperature=self.temperature, hard=self.hard, generator=None)
+    def action_vector(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A differentiable Gumbel-softmax action vector (what the critic sees) from logits.
+
+        `generator` None draws the noise from torch's global generator (the learner's, which
+        RLlib seeds from the experiment seed in the learner's process)."""
+        return gumbel_softmax(logits, temperature=self.temperature, hard=self.hard, generator=generator)
+
+    def exploration_generator(self, device: torch.device) -> torch.Generator:
+        """This module's noise stream for acting: seeded on first use from the process's torch seed
+        (RLlib: experiment seed + env runner index) and a stable hash of the module's agents."""
+        if self._exploration_generator is None or self._exploration_generator.device != torch.device(device):
+            generator = torch.Generator(device=device)
+            generator.manual_seed((torch.initial_seed() + zlib.crc32(",".join(self.agents).encode())) % 2**63)
+            self._exploration_generator = generator
+        return self._exploration_generator
 
     def env_action(self, vector: torch.Tensor) -> torch.Tensor:
         """The env's action for an action vector: the index for Discrete, the vector in the Box's shape."""
@@ -205,7 +224,7 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
 
     def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         logits = self.actor_logits(batch[Columns.OBS], batch.get(SUBPOLICY))
-        return self._with_subpolicy(batch, {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(self.action_vector(logits))})
+        return self._with_subpolicy(batch, {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(self.action_vector(logits, self.exploration_generator(logits.device)))})
 
     def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         logits = self.actor_logits(batch[Columns.OBS], batch.get(SUBPOLICY))
