@@ -56,7 +56,7 @@ def test_a_wrong_teams_mapping_is_rejected_before_training():
 
 
 def test_simple_tag_trains_each_agent_on_its_own_reward_and_evaluates_per_team(tmp_path):
-    config = _tiny("maddpg_simple_tag")
+    config = _tiny("maddpg_simple_tag", "resources.num_env_runners=0")  # sampling in the driver, as the config ships
     run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=2)
     row = _rows(run_dir)[-1]
     for agent in TAG_AGENTS:  # one actor-critic per agent, different observation sizes
