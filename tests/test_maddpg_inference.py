@@ -14,6 +14,7 @@ import torch
 
 from marl.algorithms.maddpg.learner import INFERENCE_TERMS, MADDPGTorchLearner, joint_train_batch, split_joint_columns
 from marl.algorithms.maddpg.losses import approximation_loss
+from marl.errors import ConfigError
 from tests.test_maddpg_learner import AGENTS, GAMMA, LOGITS_REG, build_learner, hand_rows, tensor_batch
 
 
@@ -39,6 +40,8 @@ def test_each_module_approximates_exactly_the_agents_it_does_not_control():
         assert not module.infers(agent)
     plain, _ = build_learner()
     assert not hasattr(plain.module["agent_0"].unwrapped(), "approx_policies")
+    with pytest.raises(ConfigError, match="critic"):
+        build_learner("training.infer_policies=true", "training.critic=local")
 
 
 def test_the_approximations_fit_the_observed_actions_of_a_fixed_batch():

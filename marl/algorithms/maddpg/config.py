@@ -113,6 +113,8 @@ class MADDPGConfig(StrictModel):
             raise ConfigError(
                 f"training.ensemble_size: {self.ensemble_size} sub-policies are drawn per agent; set policies.sharing: per_agent"
             )
+        if self.infer_policies and self.critic == "local":
+            raise ConfigError("training.infer_policies: a local critic Q_i(o_i, a_i) takes no other agent's action; set training.critic: centralized")
         if experiment.resources.num_learners > 1:
             raise ConfigError("resources.num_learners: maddpg runs one learner (0 or 1) in this version")
 
