@@ -24,6 +24,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 from ray.rllib.utils.spaces.space_utils import unsquash_action
 
+from marl.algorithms.maddpg.replay import SUBPOLICY
 from marl.envs.adapter import PettingZooMultiAgentEnv
 from marl.envs.metrics import metrics_for, wants_benchmark_data
 from marl.errors import ConfigError
@@ -119,6 +120,17 @@ class CheckpointPolicies:
         # As the env runners did: PPO's Gaussian acts in [-1, 1] and is rescaled; MADDPG's
         # module returns env-unit actions. (Checkpoints from before this key: rescaled.)
         self.normalize_actions: bool = self.meta.get("normalize_actions", True)
+        # Policy ensembles (MADDPG's ensemble_size K > 1): each agent acts with one sub-policy per
+        # episode, drawn in `start_episode`, as in training.
+        self._subpolicy: dict[str, int] = {}
+
+    def start_episode(self, agents: list[str], rng: np.random.Generator) -> None:
+        """Draw each agent's sub-policy for the coming episode (modules without an ensemble: nothing)."""
+        self._subpolicy = {}
+        for agent in agents:
+            size = getattr(self.modules[self.mapping[agent]], "ensemble_size", 1)
+            if size > 1:
+                self._subpolicy[agent] = int(rng.integers(size))
 
     def make_env(self, render_mode: str | None = None, seed: int | None = None) -> PettingZooMultiAgentEnv:
         env_config = dict(self.meta["env_config"])
@@ -137,8 +149,10 @@ class CheckpointPolicies:
         actions = {}
         for policy_id, agents in by_policy.items():
             module = self.modules[policy_id]
-            obs = torch.as_tensor(np.stack([observations[a] for a in agents]))
-            logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+            batch = {Columns.OBS: torch.as_tensor(np.stack([observations[a] for a in agents]))}
+            if self._subpolicy:
+                batch[SUBPOLICY] = torch.as_tensor([self._subpolicy.get(a, 0) for a in agents])
+            logits = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
             dist = module.get_inference_action_dist_cls().from_logits(logits)
             chosen = (dist if explore else dist.to_deterministic()).sample().numpy()
             for agent, action in zip(agents, chosen):
@@ -167,6 +181,7 @@ def evaluate(
     try:
         for episode in range(episodes):
             observations, infos = env.reset(seed=seed + episode)
+            policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))
             metrics = metrics_for(policies.meta["env_config"]["scenario"]["name"])
             returns = dict.fromkeys(env.possible_agents, 0.0)
             recording = render_path is not None and episode == 0

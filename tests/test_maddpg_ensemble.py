@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -19,6 +20,7 @@ from marl.algorithms.maddpg.ensemble import SUBPOLICY, ActorEnsemble
 from marl.algorithms.maddpg.learner import MADDPGTorchLearner, joint_train_batch, split_joint_columns
 from marl.algorithms.maddpg.replay import FIELDS, JointReplayBuffer
 from marl.errors import ConfigError
+from marl.evaluation import CheckpointPolicies
 from marl.training.runner import ray_session
 from tests.test_maddpg_learner import AGENTS, GAMMA, LOGITS_REG, ROWS, build_learner, hand_rows
 from tests.test_training import _tiny
@@ -142,3 +144,23 @@ def test_a_single_policy_keeps_the_plain_layout():
     assert rllib_config._env_to_module_connector is None and rllib_config.ensemble_size == 1
     learner, _ = build_learner()
     assert isinstance(learner.module["agent_0"].unwrapped().actor, torch.nn.Sequential)
+
+
+def test_evaluation_draws_a_sub_policy_per_agent_and_episode_and_acts_with_it():
+    learner, _ = build_learner("training.ensemble_size=3")
+    policies = CheckpointPolicies.__new__(CheckpointPolicies)  # the checkpoint's modules, without a checkpoint
+    policies.modules = {agent: learner.module[agent].unwrapped() for agent in AGENTS}
+    policies.mapping = {agent: agent for agent in AGENTS}
+    policies.normalize_actions = False
+    spaces = {agent: gym.spaces.Discrete(5) for agent in AGENTS}
+    observations = {agent: np.random.default_rng(1).normal(size=18).astype(np.float32) for agent in AGENTS}
+    rng = np.random.default_rng(0)
+    drawn = []
+    for _ in range(12):
+        policies.start_episode(AGENTS, rng)
+        drawn.append(dict(policies._subpolicy))
+        actions = policies.act(observations, spaces, explore=False)
+        for agent in AGENTS:
+            member = policies.modules[agent].actor.members[drawn[-1][agent]]
+            assert actions[agent] == int(member(torch.as_tensor(observations[agent])).argmax())
+    assert {index for draw in drawn for index in draw.values()} == {0, 1, 2}

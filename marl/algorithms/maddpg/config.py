@@ -74,7 +74,7 @@ class MADDPGConfig(StrictModel):
     """Policy ensembles (the paper's section 4.3): K sub-policies per agent, one drawn per agent and
     episode; sub-policy k trains on the rows it acted in (its own replay buffer D_i^(k), batch_size
     rows per update each) and the actor gradient is averaged over the K. One critic per agent.
-    1 = no ensemble. Needs `policies.sharing: per_agent`. Evaluation acts with sub-policy 0."""
+    1 = no ensemble. Needs `policies.sharing: per_agent`. `marl evaluate` draws the sub-policies per episode too."""
     infer_policies: bool = False
     """Inferred policies (the paper's section 4.2): each module fits approximations of the other
     agents' policies to their replayed actions (maximum likelihood plus an entropy bonus) and

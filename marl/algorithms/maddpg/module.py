@@ -21,7 +21,8 @@ The critic sees the same vectors: one-hot for Discrete, the flat sample for Box.
 Policy ensembles (`ensemble_size` K > 1, see ensemble.py): `actor` and `target_actor` are
 `ActorEnsemble`s of K networks; each row's sub-policy comes in the batch's `subpolicy`
 column (drawn per episode by the env runner's `DrawSubPolicy` connector) and is returned
-with the action, so the episode records it. Without the column, sub-policy 0 acts.
+with the action, so the episode records it (`marl evaluate` passes its own draws). Without
+the column, sub-policy 0 acts.
 
 Inferred policies (`infer_policies`): `approx_policies[j]` (and its target copy) approximates
 agent j's policy for every agent j this module does not control; the critic target then
