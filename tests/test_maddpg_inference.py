@@ -40,6 +40,8 @@ def test_each_module_approximates_exactly_the_agents_it_does_not_control():
         assert not module.infers(agent)
     plain, _ = build_learner()
     assert not hasattr(plain.module["agent_0"].unwrapped(), "approx_policies")
+    shared, _ = build_learner("training.infer_policies=true", "policies.sharing=shared")
+    assert not hasattr(shared.module["shared"].unwrapped(), "approx_policies")  # it controls every agent
     with pytest.raises(ConfigError, match="critic"):
         build_learner("training.infer_policies=true", "training.critic=local")
 

@@ -78,7 +78,8 @@ class MADDPGConfig(StrictModel):
     infer_policies: bool = False
     """Inferred policies (the paper's section 4.2): each module fits approximations of the other
     agents' policies to their replayed actions (maximum likelihood plus an entropy bonus) and
-    uses them, not the other agents' target actors, for a'_j in its critic target."""
+    uses them, not the other agents' target actors, for a'_j in its critic target. A module infers
+    the agents it does not control (with `policies.sharing: shared` there are none)."""
     infer_entropy_coeff: float = Field(1e-3, ge=0)
     """Weight lambda of the approximations' entropy bonus."""
 

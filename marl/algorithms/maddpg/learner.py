@@ -88,7 +88,7 @@ class MADDPGTorchLearner(TorchLearner):
         module = self._module[module_id].unwrapped()
         settings = config.learner_config_dict
         networks = [("actor", module.actor, settings["lr_actor"]), ("critic", module.critic, settings["lr_critic"])]
-        if hasattr(module, "approx_policies") and len(module.approx_policies):
+        if hasattr(module, "approx_policies"):
             networks.append(("approx_policies", module.approx_policies, settings["lr_actor"]))
         for name, network, lr in networks:
             params = self.get_parameters(network)

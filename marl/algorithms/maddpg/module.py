@@ -147,8 +147,8 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         self.target_actor = self._make_actor(hidden, activation)
         self.target_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
         pairs = [(self.actor, self.target_actor), (self.critic, self.target_critic)]
-        if cfg.get("infer_policies", False):
-            others = [agent for agent in self.all_agents if agent not in self.agents]
+        others = [agent for agent in self.all_agents if agent not in self.agents]
+        if cfg.get("infer_policies", False) and others:  # one policy for all agents has no others to infer
 
             def approximations() -> nn.ModuleDict:
                 return nn.ModuleDict({agent: mlp(self.obs_dims[agent], hidden, self.action_dims[agent], activation, out_gain=0.01) for agent in others})
