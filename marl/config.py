@@ -151,6 +151,11 @@ class ExperimentConfig(StrictModel):
     """Seed for the scenario copies, the networks and sampling."""
     name: str | None = None
     """Run name (the run directory's prefix). Default: `<algorithm>_<scenario>`."""
+    teams: dict[str, list[str]] = Field(default_factory=dict)
+    """Teams for the per-team returns `marl evaluate` prints (mixed cooperative-competitive
+    scenarios): team name -> its agents, every agent in exactly one team. Default: agents
+    grouped by name prefix (the name without a trailing `_<number>`: `adversary_0`,
+    `adversary_1` -> `adversary`)."""
 
     @field_validator("algorithm")
     @classmethod

@@ -3,11 +3,17 @@
 The trained RLModules are loaded straight from the checkpoint and stepped in this
 process on the same adapter the env runners used (same observation layout), so
 evaluation needs no cluster and can render frames.
+
+Returns are reported per agent, summed over all agents ("team return", the objective
+of a cooperative scenario) and, where the agents form more than one team (mixed
+cooperative-competitive scenarios such as simple_tag: `adversary_*` against `agent_*`),
+summed per team (`teams_of`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +24,39 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 from ray.rllib.utils.spaces.space_utils import unsquash_action
 
+from marl.algorithms.maddpg.replay import SUBPOLICY
 from marl.envs.adapter import PettingZooMultiAgentEnv
 from marl.envs.metrics import metrics_for, wants_benchmark_data
+from marl.errors import ConfigError
 from marl.training.checkpoints import read_meta, resolve_checkpoint
 
 RL_MODULE_PATH = Path("learner_group") / "learner" / "rl_module"
+
+
+def name_prefix(agent: str) -> str:
+    """An agent's name without a trailing `_<number>`: `adversary_2` -> `adversary`."""
+    return re.sub(r"_\d+$", "", agent)
+
+
+def teams_of(agents: list[str], teams: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """team -> its agents: the given mapping (checked: every agent exactly once), else by name prefix."""
+    if not teams:
+        grouped: dict[str, list[str]] = {}
+        for agent in agents:
+            grouped.setdefault(name_prefix(agent), []).append(agent)
+        return grouped
+    seen: dict[str, str] = {}
+    for team, members in teams.items():
+        for agent in members:
+            if agent not in agents:
+                raise ConfigError(f"teams.{team}: unknown agent {agent!r}; the scenario's agents are {agents}")
+            if agent in seen:
+                raise ConfigError(f"teams: agent {agent!r} is in both {seen[agent]!r} and {team!r}")
+            seen[agent] = team
+    missing = [agent for agent in agents if agent not in seen]
+    if missing:
+        raise ConfigError(f"teams: agents {missing} are in no team; add them to one")
+    return {team: list(members) for team, members in teams.items()}
 
 
 @dataclass
@@ -31,6 +65,17 @@ class EvaluationResult:
     team_returns: list[float]
     agent_returns: dict[str, list[float]]
     scenario_metrics: dict[str, list[float]] = field(default_factory=dict)
+    teams: dict[str, list[str]] = field(default_factory=dict)
+    """team -> agents; per-team returns are reported when there is more than one team."""
+
+    def per_team_returns(self) -> dict[str, list[float]]:
+        """team -> per-episode return summed over its agents (empty for a single team)."""
+        if len(self.teams) < 2:
+            return {}
+        return {
+            team: [float(sum(self.agent_returns[agent][episode] for agent in members)) for episode in range(len(self.team_returns))]
+            for team, members in self.teams.items()
+        }
 
     def summary(self) -> dict[str, Any]:
         def stats(values):
@@ -39,6 +84,7 @@ class EvaluationResult:
         return {
             "episodes": self.episodes,
             "team_return": stats(self.team_returns),
+            "per_team_return": {team: stats(values) for team, values in self.per_team_returns().items()},
             "agent_return": {agent: stats(values) for agent, values in self.agent_returns.items()},
             "metrics": {name: stats(values) for name, values in self.scenario_metrics.items()},
         }
@@ -51,6 +97,8 @@ class EvaluationResult:
             lines.append(f"{name:28s} {entry['mean']:10.3f} {entry['std']:10.3f}")
 
         add("team return", summary["team_return"])
+        for team, entry in summary["per_team_return"].items():
+            add(f"  team {team}", entry)
         for agent, entry in summary["agent_return"].items():
             add(f"  return {agent}", entry)
         for name, entry in summary["metrics"].items():
@@ -72,6 +120,17 @@ class CheckpointPolicies:
         # As the env runners did: PPO's Gaussian acts in [-1, 1] and is rescaled; MADDPG's
         # module returns env-unit actions. (Checkpoints from before this key: rescaled.)
         self.normalize_actions: bool = self.meta.get("normalize_actions", True)
+        # Policy ensembles (MADDPG's ensemble_size K > 1): each agent acts with one sub-policy per
+        # episode, drawn in `start_episode`, as in training.
+        self._subpolicy: dict[str, int] = {}
+
+    def start_episode(self, agents: list[str], rng: np.random.Generator) -> None:
+        """Draw each agent's sub-policy for the coming episode (modules without an ensemble: nothing)."""
+        self._subpolicy = {}
+        for agent in agents:
+            size = getattr(self.modules[self.mapping[agent]], "ensemble_size", 1)
+            if size > 1:
+                self._subpolicy[agent] = int(rng.integers(size))
 
     def make_env(self, render_mode: str | None = None, seed: int | None = None) -> PettingZooMultiAgentEnv:
         env_config = dict(self.meta["env_config"])
@@ -97,8 +156,10 @@ class CheckpointPolicies:
         actions, probabilities = {}, {}
         for policy_id, agents in by_policy.items():
             module = self.modules[policy_id]
-            obs = torch.as_tensor(np.stack([observations[a] for a in agents]))
-            logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+            batch = {Columns.OBS: torch.as_tensor(np.stack([observations[a] for a in agents]))}
+            if self._subpolicy:
+                batch[SUBPOLICY] = torch.as_tensor([self._subpolicy.get(a, 0) for a in agents])
+            logits = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
             dist = module.get_inference_action_dist_cls().from_logits(logits)
             chosen = (dist if explore else dist.to_deterministic()).sample().numpy()
             for row, (agent, action) in enumerate(zip(agents, chosen)):
@@ -123,11 +184,13 @@ def evaluate(
     """Run `episodes` episodes (greedy unless `explore`); render the first to a GIF."""
     policies = CheckpointPolicies(checkpoint)
     env = policies.make_env(render_mode="rgb_array" if render_path else None, seed=seed)
-    result = EvaluationResult(episodes, [], {agent: [] for agent in env.possible_agents})
+    teams = teams_of(list(env.possible_agents), policies.meta["config"].get("teams"))
+    result = EvaluationResult(episodes, [], {agent: [] for agent in env.possible_agents}, teams=teams)
     frames: list[np.ndarray] = []
     try:
         for episode in range(episodes):
             observations, infos = env.reset(seed=seed + episode)
+            policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))
             metrics = metrics_for(policies.meta["env_config"]["scenario"]["name"])
             returns = dict.fromkeys(env.possible_agents, 0.0)
             recording = render_path is not None and episode == 0

@@ -27,6 +27,6 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
         AlgorithmEntry("ippo", IPPOConfig, "PPO per agent with local critics V(o_i)"),
         AlgorithmEntry("mappo", MAPPOConfig, "PPO with a centralised critic V(s)"),
         AlgorithmEntry("dpo", DPOConfig, "decentralised PPO-like surrogate with adaptive sqrt-KL and KL penalties (Su & Lu)"),
-        AlgorithmEntry("maddpg", MADDPGConfig, "off-policy: Gumbel-softmax actors, critics Q_i(all obs, all actions), joint replay"),
+        AlgorithmEntry("maddpg", MADDPGConfig, "off-policy: Gumbel-softmax actors, critics Q_i(all obs, all actions), joint replay; policy ensembles, inferred policies"),
     ]
 }

@@ -416,3 +416,41 @@ def test_sample_and_constructor_errors():
         JointReplayBuffer(10, AGENTS, {"agent_0": 3, "agent_1": 3}, ACTION_DIMS, np.random.default_rng(0))
     with pytest.raises(ValueError, match="without repeats"):
         JointReplayBuffer(10, ["a", "a"], {"a": 1}, {"a": 1}, np.random.default_rng(0))
+
+
+def test_save_and_load_continue_the_ring_and_the_sampling(tmp_path):
+    buffer = buffer_of(numbered_rows(0, 7), capacity=5, seed=3)  # wrapped: rows 2..6, next write at row 2
+    buffer.save(tmp_path / "replay.npz")
+    restored = JointReplayBuffer(5, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(99))
+    restored.load(tmp_path / "replay.npz")
+    assert len(restored) == 5 and stored_numbers(restored) == stored_numbers(buffer) == [2, 3, 4, 5, 6]
+    for agent in AGENTS:
+        for field in buffer._storage[agent]:
+            np.testing.assert_array_equal(restored._storage[agent][field], buffer._storage[agent][field])
+    # stored_numbers drew once from each: both generators are still in step.
+    np.testing.assert_array_equal(restored.sample(3)["agent_2"]["obs"], buffer.sample(3)["agent_2"]["obs"])
+    for each in (buffer, restored):  # the same slot is overwritten next: the oldest row, 2
+        each.add(numbered_rows(10, 1))
+    assert stored_numbers(restored) == stored_numbers(buffer) == [3, 4, 5, 6, 10]
+
+    bigger = JointReplayBuffer(8, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0))
+    bigger.load(tmp_path / "replay.npz")
+    bigger.add(numbered_rows(20, 4))  # fills rows 5..7 and overwrites row 0, the oldest saved row
+    assert stored_numbers(bigger) == [3, 4, 5, 6, 20, 21, 22, 23]
+    with pytest.raises(ValueError, match="buffer_capacity"):
+        JointReplayBuffer(4, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0)).load(tmp_path / "replay.npz")
+    with pytest.raises(ValueError, match="layout"):
+        two = AGENTS[:2]
+        JointReplayBuffer(5, two, {a: OBS_DIM for a in two}, {a: NUM_ACTIONS for a in two}, np.random.default_rng(0)).load(
+            tmp_path / "replay.npz"
+        )
+
+
+def test_memory_per_row_is_the_sum_of_every_agents_columns():
+    # float32: obs and next_obs (obs_dim each), the action vector, reward, terminated, mask.
+    expected_row = sum(4 * (2 * OBS_DIMS[agent] + ACTION_DIMS[agent] + 3) for agent in AGENTS)
+    small = JointReplayBuffer(10, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0))
+    large = JointReplayBuffer(1000, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0))
+    assert small.bytes_per_row == large.bytes_per_row == expected_row
+    assert large.nbytes == 1000 * expected_row
+    assert small.nbytes == sum(columns.nbytes for fields in small._storage.values() for columns in fields.values())

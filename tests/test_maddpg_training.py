@@ -8,6 +8,7 @@ Box spaces, and the configs MADDPG refuses. Learning itself is not checked here.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import pytest
 import torch
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 
+from marl.algorithms.maddpg.algorithm import REPLAY_BUFFER_FILE
 from marl.algorithms.maddpg.learner import LOGGED_TERMS
 from marl.errors import ConfigError
 from marl.evaluation import RL_MODULE_PATH, CheckpointPolicies, evaluate
@@ -45,6 +47,7 @@ def test_train_checkpoint_resume_and_evaluate(tmp_path):
     assert read_meta(checkpoint)["normalize_actions"] is False
 
     _assert_restore_loads_the_checkpoint_weights(config, checkpoint)
+    assert (checkpoint / REPLAY_BUFFER_FILE).is_file()  # inside the atomically renamed directory
 
     resume(run_dir, echo=lambda _: None, max_iterations=2)
     rows = _rows(run_dir)
@@ -66,16 +69,27 @@ def test_train_checkpoint_resume_and_evaluate(tmp_path):
 
 
 def _assert_restore_loads_the_checkpoint_weights(config, checkpoint):
-    """Algorithm.restore_from_path (what resume does) brings back every network, targets included."""
+    """Algorithm.restore_from_path (what resume does) brings back every network, targets included, and the replay buffer."""
     saved = MultiRLModule.from_checkpoint(str(checkpoint / RL_MODULE_PATH))
     with ray_session(None):
         algo = config.training.to_rllib(config, num_gpus_per_learner=0).build_algo()
         try:
             fresh = algo.learner_group._learner.module
             assert not _same_weights(fresh["agent_0"], saved["agent_0"]), "a fresh algorithm already has these weights"
+            assert len(algo.replay_buffer) == 0
             algo.restore_from_path(str(checkpoint))
             for agent in AGENTS:
                 assert _same_weights(algo.learner_group._learner.module[agent], saved[agent]), agent
+            # The replay buffer too (off-policy resume loses nothing; the round trip itself, ring
+            # position and sampling generator included, is tested in test_maddpg_replay.py).
+            assert len(algo.replay_buffer) == read_meta(checkpoint)["env_steps"]
+            with np.load(checkpoint / REPLAY_BUFFER_FILE) as saved_rows:
+                for agent in AGENTS:
+                    for field, columns in algo.replay_buffer._storage[agent].items():
+                        np.testing.assert_array_equal(columns[: len(algo.replay_buffer)], saved_rows[f"{agent}/{field}"])
+            assert not np.all(algo.replay_buffer._storage["agent_0"]["obs"][: len(algo.replay_buffer)] == 0)
+            algo.train()
+            assert len(algo.replay_buffer) == read_meta(checkpoint)["env_steps"] + STEPS_PER_ITERATION
         finally:
             algo.stop()
 
@@ -113,3 +127,42 @@ def test_configs_maddpg_cannot_run_are_rejected_before_ray():
     config = _tiny("maddpg_simple_spread", "training.hard=false")  # soft samples, integer actions
     with pytest.raises(ConfigError, match="training.hard"):
         config.training.to_rllib(config, num_gpus_per_learner=0)
+
+
+def _first_iterations(config, iterations: int) -> list:
+    algo = config.training.to_rllib(config, num_gpus_per_learner=0).build_algo()
+    try:
+        results = [algo.train() for _ in range(iterations)]
+        learned = [{(agent, term): float(r["learners"][agent][term]) for agent in AGENTS for term in LOGGED_TERMS} for r in results]
+        returns = [r["env_runners"]["episode_return_mean"] for r in results]
+        return [returns, learned, algo.replay_buffer.sample(len(algo.replay_buffer))]
+    finally:
+        algo.stop()
+
+
+def test_the_same_seed_gives_the_same_first_iterations():
+    """Sampling on a remote env runner (Gumbel noise from each module's own generator) and updating."""
+    config = _tiny("maddpg_simple_spread")  # 1 remote env runner
+    with ray_session(None):
+        first, second = _first_iterations(config, 2), _first_iterations(config, 2)
+    assert first[:2] == second[:2]
+    for agent in AGENTS:
+        for field, columns in first[2][agent].items():
+            np.testing.assert_array_equal(columns, second[2][agent][field], err_msg=f"{agent}/{field}")
+
+
+def test_initial_weights_do_not_depend_on_the_python_hash_seed():
+    """RLlib builds modules in the order of `config.policies`: a set there made agent_0's weights depend on PYTHONHASHSEED."""
+    script = (
+        "from tests.test_training import _tiny\n"
+        "c = _tiny('maddpg_simple_spread'); r = c.training.to_rllib(c, num_gpus_per_learner=0)\n"
+        "s = r.rl_module_spec.rl_module_specs\n"
+        "l = r.build_learner(spaces={p: (v.observation_space, v.action_space) for p, v in s.items()})\n"
+        "print([round(float(sum(p.sum() for p in l.module[a].actor.parameters())), 5) for a in ('agent_0', 'agent_1', 'agent_2')])\n"
+    )
+    sums = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO,
+                       env={**os.environ, "PYTHONHASHSEED": str(hash_seed), "PYTHONPATH": str(REPO)}).stdout.strip().splitlines()[-1]
+        for hash_seed in (1, 2)
+    ]
+    assert sums[0] == sums[1]

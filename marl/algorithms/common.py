@@ -80,6 +80,9 @@ def probe_scenario(experiment: ExperimentConfig, *, global_state: bool) -> Scena
     raw_agents = list(raw.possible_agents)
     raw.close()
     mapping = policy_mapping(experiment, raw_agents)
+    from marl.evaluation import teams_of
+
+    teams_of(raw_agents, experiment.teams)  # a wrong `teams` mapping fails now, not after training
     agents_per_policy = invert_mapping(mapping)
     agent_id = experiment.policies.agent_id_in_obs
     if agent_id is None:
@@ -147,7 +150,7 @@ def apply_common_settings(
             env_runner_health_probe_timeout_s=resources.env_runner_health_probe_timeout_s,
         )
         .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
-        .multi_agent(policies=set(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))
+        .multi_agent(policies=list(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))
         .debugging(seed=experiment.seed)
         .reporting(metrics_num_episodes_for_smoothing=100)
     )

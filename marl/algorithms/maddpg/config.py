@@ -25,6 +25,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from marl.algorithms.common import ScenarioProbe, apply_common_settings, probe_scenario
 from marl.algorithms.maddpg.algorithm import MADDPGRLlibConfig
+from marl.algorithms.maddpg.ensemble import SubPolicyConnectorFactory
 from marl.algorithms.maddpg.learner import MADDPGTorchLearner
 from marl.algorithms.maddpg.module import MADDPGModule
 from marl.algorithms.maddpg.replay import action_vector_dim
@@ -69,6 +70,18 @@ class MADDPGConfig(StrictModel):
     and the straight-through gradient; it does not change which one-hot a hard sample picks."""
     critic: Literal["centralized", "local"] = "centralized"
     """`centralized`: Q_i(o_1..o_N, a_1..a_N), MADDPG. `local`: Q_i(o_i, a_i), independent DDPG (the baseline)."""
+    ensemble_size: int = Field(1, ge=1)
+    """Policy ensembles (the paper's section 4.3): K sub-policies per agent, one drawn per agent and
+    episode; sub-policy k trains on the rows it acted in (its own replay buffer D_i^(k), batch_size
+    rows per update each) and the actor gradient is averaged over the K. One critic per agent.
+    1 = no ensemble. Needs `policies.sharing: per_agent`. `marl evaluate` draws the sub-policies per episode too."""
+    infer_policies: bool = False
+    """Inferred policies (the paper's section 4.2): each module fits approximations of the other
+    agents' policies to their replayed actions (maximum likelihood plus an entropy bonus) and
+    uses them, not the other agents' target actors, for a'_j in its critic target. A module infers
+    the agents it does not control (with `policies.sharing: shared` there are none)."""
+    infer_entropy_coeff: float = Field(1e-3, ge=0)
+    """Weight lambda of the approximations' entropy bonus."""
 
     @classmethod
     def has_centralized_critic(cls) -> bool:
@@ -97,6 +110,12 @@ class MADDPGConfig(StrictModel):
             raise ConfigError(
                 f"scenario.backend: {experiment.scenario.backend!r} is not supported by maddpg yet; use pettingzoo"
             )
+        if self.ensemble_size > 1 and experiment.policies.sharing != "per_agent":
+            raise ConfigError(
+                f"training.ensemble_size: {self.ensemble_size} sub-policies are drawn per agent; set policies.sharing: per_agent"
+            )
+        if self.infer_policies and self.critic == "local":
+            raise ConfigError("training.infer_policies: a local critic Q_i(o_i, a_i) takes no other agent's action; set training.critic: centralized")
         if experiment.resources.num_learners > 1:
             raise ConfigError("resources.num_learners: maddpg runs one learner (0 or 1) in this version")
 
@@ -109,13 +128,15 @@ class MADDPGConfig(StrictModel):
         obs_dims = {agent: info_of[agent].layout.total_dim for agent in agents}
         action_spaces = {agent: info_of[agent].action_space for agent in agents}
         action_dims = {agent: action_vector_dim(space) for agent, space in action_spaces.items()}
-        config = apply_common_settings(
+        config: MADDPGRLlibConfig = apply_common_settings(
             MADDPGRLlibConfig(),
             experiment,
             probe,
             train_batch_size=self.env_steps_per_iteration,
             num_gpus_per_learner=num_gpus_per_learner,
         )
+        if self.ensemble_size > 1:  # the env runners draw each agent's sub-policy per episode
+            config.env_runners(env_to_module_connector=SubPolicyConnectorFactory(self.ensemble_size))
         return (
             # The module returns the env's action (a simplex vector for Box): no rescaling.
             config.environment(normalize_actions=False, clip_actions=False)
@@ -129,6 +150,7 @@ class MADDPGConfig(StrictModel):
                 buffer_capacity=self.buffer_capacity,
                 learning_starts=self.learning_starts,
                 updates_per_iteration=self.updates_per_iteration,
+                ensemble_size=self.ensemble_size,
                 agents=agents,
                 observation_dims=obs_dims,
                 action_spaces=action_spaces,
@@ -151,6 +173,8 @@ class MADDPGConfig(StrictModel):
                                 "critic": self.critic,
                                 "hard": self.hard,
                                 "temperature": self.temperature,
+                                "ensemble_size": self.ensemble_size,
+                                "infer_policies": self.infer_policies,
                             },
                         )
                         for policy_id, info in probe.policies.items()
@@ -168,6 +192,7 @@ class MADDPGConfig(StrictModel):
             "lr_critic": self.lr_critic,
             "tau": self.tau,
             "logits_reg": self.logits_reg,
+            "infer_entropy_coeff": self.infer_entropy_coeff,
         }
 
     def _check_action_spaces(self, probe: ScenarioProbe) -> None:

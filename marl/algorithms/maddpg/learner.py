@@ -3,14 +3,21 @@
 The train batch (built by `joint_train_batch` from a `JointReplayBuffer` sample) is a
 MultiAgentBatch with one SampleBatch per policy, each holding the WHOLE joint batch:
 columns `<field>/<agent>` for every agent and field of replay.FIELDS (obs, actions,
-rewards, next_obs, terminated, mask). The critic target of any agent needs the target
+rewards, next_obs, terminated, mask; and `subpolicy` with policy ensembles, where each
+module gets its own rows: `joint_train_batch_per_module`). The critic target of any agent needs the target
 actors of all agents, so the learner reads every module from inside each module's loss.
 Per agent i of a module, on the same B rows:
 
     a'_j        = gumbel_softmax(mu'_j(o'_j))                      every agent j, no gradient
+                  (an ensemble: the target of the sub-policy j acted with in that row)
     y_i         = r_i + gamma (1 - terminated_i) Q'_i(x', a'_1..a'_N)
     critic_loss = E_mask_i[(Q_i(x, a_1..a_N) - y_i)^2]
     actor_loss  = -E_mask_i[Q_i(x, a_1..a^_i..a_N)] + logits_reg E[logits_i^2],  a^_i = gumbel_softmax(mu_i(o_i))
+
+With `infer_policies`, module i also fits approximations mu^_i^j of every other agent's
+policy to that agent's replayed actions (`losses.approximation_loss`, logged as
+approx_loss / approx_nll / approx_entropy) and a'_j in y_i comes from their target copies
+mu^'_i^j, never from agent j's own networks.
 
 RLlib's TorchLearner sums all losses and calls backward() once. The critic stays out
 of the actor loss's gradient because that Q is computed with the critic's parameters
@@ -22,7 +29,7 @@ targets move by Polyak averaging with `tau`.
 
 Settings RLlib's AlgorithmConfig lacks arrive through `config.learner_config_dict`:
 agents (the joint order), policy_of (agent -> module id), lr_actor, lr_critic, tau,
-logits_reg.
+logits_reg, infer_entropy_coeff.
 """
 
 from __future__ import annotations
@@ -33,10 +40,18 @@ import torch
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
-from marl.algorithms.maddpg.losses import actor_loss, call_with_frozen_params, critic_loss, critic_targets, polyak_update
-from marl.algorithms.maddpg.replay import FIELDS, Rows
+from marl.algorithms.maddpg.losses import (
+    actor_loss,
+    approximation_loss,
+    call_with_frozen_params,
+    critic_loss,
+    critic_targets,
+    polyak_update,
+)
+from marl.algorithms.maddpg.replay import ENSEMBLE_FIELDS, SUBPOLICY, Rows
 
 LOGGED_TERMS = ("critic_loss", "actor_loss", "q_mean", "target_q_mean", "logits_reg")
+INFERENCE_TERMS = ("approx_loss", "approx_nll", "approx_entropy")  # logged too with infer_policies
 
 
 def joint_column(field: str, agent: str) -> str:
@@ -49,14 +64,21 @@ def joint_train_batch(rows: Rows, module_ids: list[str]) -> MultiAgentBatch:
 
     Every module's SampleBatch refers to the same numpy arrays (no copy in the driver).
     """
-    columns = {joint_column(field, agent): values for agent, fields in rows.items() for field, values in fields.items()}
-    num_rows = len(next(iter(columns.values())))
-    return MultiAgentBatch({module_id: SampleBatch(dict(columns)) for module_id in module_ids}, env_steps=num_rows)
+    return joint_train_batch_per_module(dict.fromkeys(module_ids, rows))
+
+
+def joint_train_batch_per_module(rows_by_module: dict[str, Rows]) -> MultiAgentBatch:
+    """The train batch when modules train on different joint rows (ensembles: each sub-policy its own)."""
+    batches = {}
+    for module_id, rows in rows_by_module.items():
+        columns = {joint_column(field, agent): values for agent, fields in rows.items() for field, values in fields.items()}
+        batches[module_id] = SampleBatch(columns)
+    return MultiAgentBatch(batches, env_steps=max(len(batch) for batch in batches.values()))
 
 
 def split_joint_columns(batch: Mapping[str, Any], agents: list[str]) -> dict[str, dict[str, torch.Tensor]]:
     """field -> agent -> tensor, from a module's train batch (the inverse of `joint_train_batch`)."""
-    return {field: {agent: batch[joint_column(field, agent)] for agent in agents} for field in FIELDS}
+    return {field: {agent: batch[joint_column(field, agent)] for agent in agents} for field in ENSEMBLE_FIELDS if joint_column(field, agents[0]) in batch}
 
 
 class MADDPGTorchLearner(TorchLearner):
@@ -65,7 +87,10 @@ class MADDPGTorchLearner(TorchLearner):
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
         module = self._module[module_id].unwrapped()
         settings = config.learner_config_dict
-        for name, network, lr in (("actor", module.actor, settings["lr_actor"]), ("critic", module.critic, settings["lr_critic"])):
+        networks = [("actor", module.actor, settings["lr_actor"]), ("critic", module.critic, settings["lr_critic"])]
+        if hasattr(module, "approx_policies"):
+            networks.append(("approx_policies", module.approx_policies, settings["lr_actor"]))
+        for name, network, lr in networks:
             params = self.get_parameters(network)
             self.register_optimizer(
                 module_id=module_id, optimizer_name=name, optimizer=torch.optim.Adam(params), params=params, lr_or_lr_schedule=lr
@@ -77,24 +102,47 @@ class MADDPGTorchLearner(TorchLearner):
         module = self.module[module_id].unwrapped()
         joint = split_joint_columns(batch, settings["agents"])
         with torch.no_grad():
-            next_actions = self.target_actions(joint, settings)
+            next_actions = self.target_actions(joint, settings, module)
         per_agent = [
             self.agent_terms(module, agent, joint, next_actions, gamma=config.gamma, logits_reg=settings["logits_reg"])
             for agent in module.agents
         ]
         # A module controlling several agents (parameter sharing) averages their terms.
         terms = {name: torch.stack([t[name] for t in per_agent]).mean() for name in per_agent[0]}
-        self.metrics.log_dict({name: terms[name].detach() for name in LOGGED_TERMS}, key=module_id, window=1)
-        return terms["critic_loss"] + terms["actor_loss"]
+        loss = terms["critic_loss"] + terms["actor_loss"]
+        logged = {name: terms[name].detach() for name in LOGGED_TERMS}
+        if hasattr(module, "approx_policies"):
+            inference = self.approximation_terms(module, joint, entropy_coeff=settings["infer_entropy_coeff"])
+            loss = loss + inference["approx_loss"]
+            logged.update({name: inference[name].detach() for name in INFERENCE_TERMS})
+        self.metrics.log_dict(logged, key=module_id, window=1)
+        return loss
 
-    def target_actions(self, joint, settings) -> dict[str, torch.Tensor]:
-        """a'_j = gumbel_softmax(mu'_j(o'_j)) for every agent j, zero where j did not act."""
+    def target_actions(self, joint, settings, module=None) -> dict[str, torch.Tensor]:
+        """a'_j for every agent j, zero where j did not act: gumbel_softmax(mu'_j(o'_j)), or, where
+        `module` infers j's policy, gumbel_softmax(mu^'_j(o'_j)) from its own approximation."""
         actions = {}
+        subpolicies = joint.get(SUBPOLICY, {})
         for agent in settings["agents"]:
-            owner = self.module[settings["policy_of"][agent]].unwrapped()
-            vector = owner.action_vector(owner.target_actor(joint["next_obs"][agent]))
+            next_obs = joint["next_obs"][agent]
+            if module is not None and module.infers(agent):
+                vector = module.action_vector(module.target_approx_policies[agent](next_obs))
+            else:
+                owner = self.module[settings["policy_of"][agent]].unwrapped()
+                vector = owner.action_vector(owner.actor_logits(next_obs, subpolicies.get(agent), target=True))
             actions[agent] = vector * joint["mask"][agent].unsqueeze(-1)
         return actions
+
+    @staticmethod
+    def approximation_terms(module, joint, *, entropy_coeff: float) -> dict[str, torch.Tensor]:
+        """The approximations' maximum-likelihood terms, averaged over the approximated agents."""
+        per_agent = [
+            approximation_loss(
+                network(joint["obs"][agent]), joint["actions"][agent], entropy_coeff=entropy_coeff, mask=joint["mask"][agent]
+            )
+            for agent, network in module.approx_policies.items()
+        ]
+        return {name: torch.stack([t[name] for t in per_agent]).mean() for name in INFERENCE_TERMS}
 
     @staticmethod
     def agent_terms(module, agent: str, joint, next_actions, *, gamma: float, logits_reg: float) -> dict[str, torch.Tensor]:
@@ -106,7 +154,7 @@ class MADDPGTorchLearner(TorchLearner):
             targets = critic_targets(joint["rewards"][agent], joint["terminated"][agent], next_q, gamma)
         q = module.critic(module.critic_input(agent, observations, actions)).squeeze(-1)
 
-        logits = module.actor(observations[agent])
+        logits = module.actor_logits(observations[agent], joint.get(SUBPOLICY, {}).get(agent))
         with_fresh_action = {**actions, agent: module.action_vector(logits)}
         # The critic's weights are detached here: the actor loss trains mu_i only.
         q_fresh = call_with_frozen_params(module.critic, module.critic_input(agent, observations, with_fresh_action)).squeeze(-1)
@@ -129,4 +177,6 @@ class MADDPGTorchLearner(TorchLearner):
             module = self.module[module_id].unwrapped()
             polyak_update(module.target_actor, module.actor, tau)
             polyak_update(module.target_critic, module.critic, tau)
+            if hasattr(module, "approx_policies"):
+                polyak_update(module.target_approx_policies, module.approx_policies, tau)
 

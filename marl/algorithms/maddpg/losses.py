@@ -6,6 +6,9 @@ Per agent i, with x = (o_1..o_N) and actions a_1..a_N:
              y_i     = r_i + gamma * (1 - terminated_i) * Q'_i(x', a'_1..a'_N),  a'_j ~ mu'_j(o'_j)
     actor:   L(mu_i) = -E[Q_i(x, a_1..a^_i..a_N)] + 1e-3 * E[logits_i^2],      a^_i ~ mu_i(o_i)
     targets: theta'  <- (1 - tau) theta' + tau theta
+    inferred policies (optional): agent i fits mu^_i^j to agent j's observed actions,
+             L(phi_i^j) = -E[log mu^_i^j(a_j | o_j) + lambda H(mu^_i^j(. | o_j))],
+             and uses a'_j ~ mu^'_i^j(o'_j) (its target copy) in y_i instead of mu'_j
     clipping: each gradient tensor scaled to L2 norm <= 0.5, one tensor at a time
 
 Tested on hand-made batches without Ray (tests/test_maddpg_math.py).
@@ -112,6 +115,29 @@ def actor_loss(
         "q_mean": q_mean.detach(),
         "logits_reg_term": logits_reg_term.detach(),
     }
+
+
+def approximation_loss(
+    logits: torch.Tensor, observed_actions: torch.Tensor, *, entropy_coeff: float, mask: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Maximum likelihood of another agent's observed actions, plus an entropy bonus (Lowe et al., section 4.2).
+
+    approx_loss    = -E[log p(a_j | o_j)] - entropy_coeff * E[H(p(. | o_j))],  p = softmax(logits)
+    approx_nll     = -E[log p(a_j | o_j)]          (diagnostic, detached)
+    approx_entropy = E[H(p(. | o_j))]              (diagnostic, detached)
+
+    logits: (B, A), the approximation's outputs on o_j; observed_actions: (B, A), agent j's
+    replayed action vectors. For a one-hot action the first term is exactly the categorical
+    log-likelihood; for a soft (simplex) action it is the cross-entropy with that vector.
+    mask: (B,), the rows in which agent j acted.
+    """
+    if logits.shape != observed_actions.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and observed actions {tuple(observed_actions.shape)} must have one shape")
+    mean = masked_mean_fn(mask)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    nll = mean(-(observed_actions * log_probs).sum(dim=-1))
+    entropy = mean(-(log_probs.exp() * log_probs).sum(dim=-1))
+    return {"approx_loss": nll - entropy_coeff * entropy, "approx_nll": nll.detach(), "approx_entropy": entropy.detach()}
 
 
 def call_with_frozen_params(module: nn.Module, *args: Any, **kwargs: Any) -> Any:

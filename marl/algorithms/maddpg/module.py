@@ -18,6 +18,21 @@ Actions are Gumbel-softmax samples of the actor's logits (see losses.gumbel_soft
   (the reference's variant, `hard: false`) or the hard one-hot, sent as is.
 The critic sees the same vectors: one-hot for Discrete, the flat sample for Box.
 
+Policy ensembles (`ensemble_size` K > 1, see ensemble.py): `actor` and `target_actor` are
+`ActorEnsemble`s of K networks; each row's sub-policy comes in the batch's `subpolicy`
+column (drawn per episode by the env runner's `DrawSubPolicy` connector) and is returned
+with the action, so the episode records it (`marl evaluate` passes its own draws). Without
+the column, sub-policy 0 acts.
+
+Inferred policies (`infer_policies`): `approx_policies[j]` (and its target copy) approximates
+agent j's policy for every agent j this module does not control; the critic target then
+uses their target copies instead of the other agents' own target actors (see the learner).
+
+Exploration noise comes from the module's own torch.Generator (`exploration_generator`), seeded
+from the process's torch seed (which RLlib sets per env runner from the experiment seed and
+the runner's index) and the module's agents, so a run is reproducible whatever else draws
+from torch's global generator in that process, and two agents never share a noise stream.
+
 `forward_exploration` returns ACTIONS (a sample), so RLlib's GetActions connector does not
 sample again; `forward_inference` returns the greedy action (argmax; softmax(logits) for
 soft Box actions). Both also return the logits as ACTION_DIST_INPUTS with a matching
@@ -27,22 +42,25 @@ distribution class, which is what `marl evaluate` reads.
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any
 
 import gymnasium as gym
 import torch
 import torch.nn.functional as F
+from torch import nn
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.distribution import Distribution
 from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical, TorchDeterministic
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
+from marl.algorithms.maddpg.ensemble import SUBPOLICY, ActorEnsemble
 from marl.algorithms.maddpg.losses import gumbel_softmax
 from marl.algorithms.ppo.module import mlp
 
 # Sub-networks the env runners do not need (left out of inference-only modules and weight syncs).
-TRAINING_ONLY = ["critic", "target_actor", "target_critic"]
+TRAINING_ONLY = ["critic", "target_actor", "target_critic", "approx_policies", "target_approx_policies"]
 
 
 class GumbelSoftmaxDistribution(Distribution):
@@ -102,7 +120,8 @@ def greedy_vector(logits: torch.Tensor, *, hard: bool) -> torch.Tensor:
 class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
     """model_config keys: agents (this module's agents), all_agents (the joint order),
     obs_dims and action_dims (per agent, every agent), hidden, activation,
-    critic ("centralized" | "local"), hard, temperature."""
+    critic ("centralized" | "local"), hard, temperature, ensemble_size (default 1),
+    infer_policies (default false)."""
 
     def setup(self):
         cfg = self.model_config
@@ -117,18 +136,49 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
             raise ValueError(f"MADDPG supports Discrete and Box actions, got {self.action_space}")
         # An integer action can only be a hard sample.
         self.hard = bool(cfg["hard"]) or self.discrete
-        first = self.agents[0]
+        self.ensemble_size = int(cfg.get("ensemble_size", 1))
+        self._exploration_generator: torch.Generator | None = None  # created at the first exploring forward
         hidden, activation = list(cfg["hidden"]), cfg["activation"]
 
-        self.actor = mlp(self.obs_dims[first], hidden, self.action_dims[first], activation, out_gain=0.01)
+        self.actor = self._make_actor(hidden, activation)
         if self.inference_only:
             return
         self.critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
-        self.target_actor = mlp(self.obs_dims[first], hidden, self.action_dims[first], activation, out_gain=0.01)
+        self.target_actor = self._make_actor(hidden, activation)
         self.target_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
-        for online, target in ((self.actor, self.target_actor), (self.critic, self.target_critic)):
+        pairs = [(self.actor, self.target_actor), (self.critic, self.target_critic)]
+        others = [agent for agent in self.all_agents if agent not in self.agents]
+        if cfg.get("infer_policies", False) and others:  # one policy for all agents has no others to infer
+
+            def approximations() -> nn.ModuleDict:
+                return nn.ModuleDict({agent: mlp(self.obs_dims[agent], hidden, self.action_dims[agent], activation, out_gain=0.01) for agent in others})
+
+            self.approx_policies = approximations()
+            self.target_approx_policies = approximations()
+            pairs.append((self.approx_policies, self.target_approx_policies))
+        for online, target in pairs:
             target.load_state_dict(online.state_dict())
             target.requires_grad_(False)
+
+    def _make_actor(self, hidden: list[int], activation: str) -> nn.Module:
+        """mu_i(o_i) -> logits: one MLP, or an ActorEnsemble of `ensemble_size` of them."""
+        first = self.agents[0]
+
+        def one() -> nn.Module:
+            return mlp(self.obs_dims[first], hidden, self.action_dims[first], activation, out_gain=0.01)
+
+        return one() if self.ensemble_size == 1 else ActorEnsemble([one() for _ in range(self.ensemble_size)])
+
+    def actor_logits(self, observations: torch.Tensor, subpolicy: torch.Tensor | None = None, *, target: bool = False) -> torch.Tensor:
+        """Logits of the (target) actor; with an ensemble, row b's sub-policy is `subpolicy[b]`."""
+        actor = self.target_actor if target else self.actor
+        if self.ensemble_size == 1:
+            return actor(observations)
+        return actor(observations, subpolicy)
+
+    def infers(self, agent: str) -> bool:
+        """Whether this module approximates `agent`'s policy (infer_policies, an agent it does not control)."""
+        return hasattr(self, "approx_policies") and agent in self.approx_policies
 
     # -- critic input ---------------------------------------------------------------
     def critic_input_dim(self) -> int:
@@ -151,9 +201,21 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         return torch.cat(parts, dim=-1)
 
     # -- actions ---------------------------------------------------------------------
-    def action_vector(self, logits: torch.Tensor) -> torch.Tensor:
-        """A differentiable Gumbel-softmax action vector (what the critic sees) from logits."""
-        return gumbel_softmax(logits, temperature=self.temperature, hard=self.hard, generator=None)
+    def action_vector(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A differentiable Gumbel-softmax action vector (what the critic sees) from logits.
+
+        `generator` None draws the noise from torch's global generator (the learner's, which
+        RLlib seeds from the experiment seed in the learner's process)."""
+        return gumbel_softmax(logits, temperature=self.temperature, hard=self.hard, generator=generator)
+
+    def exploration_generator(self, device: torch.device) -> torch.Generator:
+        """This module's noise stream for acting: seeded on first use from the process's torch seed
+        (RLlib: experiment seed + env runner index) and a stable hash of the module's agents."""
+        if self._exploration_generator is None or self._exploration_generator.device != torch.device(device):
+            generator = torch.Generator(device=device)
+            generator.manual_seed((torch.initial_seed() + zlib.crc32(",".join(self.agents).encode())) % 2**63)
+            self._exploration_generator = generator
+        return self._exploration_generator
 
     def env_action(self, vector: torch.Tensor) -> torch.Tensor:
         """The env's action for an action vector: the index for Discrete, the vector in the Box's shape."""
@@ -162,12 +224,19 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         return vector.reshape(*vector.shape[:-1], *self.action_space.shape)
 
     def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        logits = self.actor(batch[Columns.OBS])
-        return {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(self.action_vector(logits))}
+        logits = self.actor_logits(batch[Columns.OBS], batch.get(SUBPOLICY))
+        return self._with_subpolicy(batch, {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(self.action_vector(logits, self.exploration_generator(logits.device)))})
 
     def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        logits = self.actor(batch[Columns.OBS])
-        return {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(greedy_vector(logits, hard=self.hard))}
+        logits = self.actor_logits(batch[Columns.OBS], batch.get(SUBPOLICY))
+        return self._with_subpolicy(batch, {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(greedy_vector(logits, hard=self.hard))})
+
+    @staticmethod
+    def _with_subpolicy(batch: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+        """Pass the sub-policy index through, so RLlib stores it with the action (an extra model output)."""
+        if SUBPOLICY in batch:
+            out[SUBPOLICY] = batch[SUBPOLICY]
+        return out
 
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         # The learner needs every module at once (target actions of all agents), so the

@@ -12,13 +12,18 @@ Row layout, per agent (float32, N rows):
     terminated (N,), mask (N,)
 `mask` is 1 where the agent acted at that env step; where it is 0 (the agent had left or
 not yet entered) every other column of that agent is 0 and the learner must mask that
-agent's losses. `terminated` is 1 only on the agent's own terminal step; a truncated
+agent's losses. With policy ensembles (`with_subpolicy=True`) each agent also has `subpolicy` (N,): the
+index of its sub-policy that acted (0 where mask is 0); `sample(..., acted_by=(agent, k))`
+then draws from D_agent^(k), the rows in which that agent acted with sub-policy k.
+`terminated` is 1 only on the agent's own terminal step; a truncated
 (time-limit) step has terminated 0 and bootstraps (see `ends_in_termination` for the
 RLlib flags this reads).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Callable, Sequence
 
 import gymnasium as gym
@@ -26,19 +31,26 @@ import numpy as np
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "mask")
+SUBPOLICY = "subpolicy"  # the extra field of ensembles (also the env runner's batch column)
+ENSEMBLE_FIELDS = (*FIELDS, SUBPOLICY)
 
 Rows = dict[str, dict[str, np.ndarray]]  # agent -> field -> (N, ...) array
 ActionToVector = Callable[[str, np.ndarray], np.ndarray]  # (agent, (n, ...) actions) -> (n, action_dim)
 
 
-def _field_shapes(obs_dim: int, action_dim: int) -> dict[str, tuple[int, ...]]:
+def fields_of(with_subpolicy: bool) -> tuple[str, ...]:
+    return ENSEMBLE_FIELDS if with_subpolicy else FIELDS
+
+
+def _field_shapes(obs_dim: int, action_dim: int, fields: Sequence[str] = FIELDS) -> dict[str, tuple[int, ...]]:
     """Each field's shape within one row."""
-    return {"obs": (obs_dim,), "actions": (action_dim,), "rewards": (), "next_obs": (obs_dim,), "terminated": (), "mask": ()}
+    shapes = {"obs": (obs_dim,), "actions": (action_dim,), "rewards": (), "next_obs": (obs_dim,), "terminated": (), "mask": (), SUBPOLICY: ()}
+    return {field: shapes[field] for field in fields}
 
 
-def _empty_rows(num_rows: int, obs_dim: int, action_dim: int) -> dict[str, np.ndarray]:
+def _empty_rows(num_rows: int, obs_dim: int, action_dim: int, fields: Sequence[str] = FIELDS) -> dict[str, np.ndarray]:
     """One agent's zero-filled (so masked-out) columns for `num_rows` rows."""
-    return {field: np.zeros((num_rows, *shape), np.float32) for field, shape in _field_shapes(obs_dim, action_dim).items()}
+    return {field: np.zeros((num_rows, *shape), np.float32) for field, shape in _field_shapes(obs_dim, action_dim, fields).items()}
 
 
 def _check_agents(given: Sequence[str], expected: Sequence[str], what: str) -> None:
@@ -64,6 +76,8 @@ class JointReplayBuffer:
         obs_dims: dict[str, int],
         action_dims: dict[str, int],
         rng: np.random.Generator,
+        *,
+        with_subpolicy: bool = False,
     ):
         if capacity < 1:
             raise ValueError(f"JointReplayBuffer: capacity must be >= 1, got {capacity}")
@@ -75,22 +89,70 @@ class JointReplayBuffer:
         self.agents = list(agents)
         self.obs_dims = {agent: int(obs_dims[agent]) for agent in agents}
         self.action_dims = {agent: int(action_dims[agent]) for agent in agents}
+        self.fields = fields_of(with_subpolicy)
         self._rng = rng
-        self._storage: Rows = {agent: _empty_rows(capacity, self.obs_dims[agent], self.action_dims[agent]) for agent in agents}
+        self._storage: Rows = {
+            agent: _empty_rows(capacity, self.obs_dims[agent], self.action_dims[agent], self.fields) for agent in agents
+        }
         self._next_row = 0  # where the next row goes; the oldest row once the buffer is full
         self._size = 0
 
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def bytes_per_row(self) -> int:
+        """Bytes one joint row takes in the arrays (every agent, every field)."""
+        return sum(columns.itemsize * int(np.prod(columns.shape[1:])) for fields in self._storage.values() for columns in fields.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays at full capacity (numpy's zero pages become resident as rows are written)."""
+        return self.capacity * self.bytes_per_row
+
+    # -- persistence (checkpoints) -----------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the stored rows, the ring position and the sampling generator's state to one .npz file.
+
+        Only the filled rows are written (rows 0.._size-1 hold them whether or not the ring
+        has wrapped), uncompressed: replay data compresses poorly and this stays fast.
+        """
+        arrays = {f"{agent}/{field}": columns[: self._size] for agent, fields in self._storage.items() for field, columns in fields.items()}
+        meta = {"next_row": self._next_row, "size": self._size, "capacity": self.capacity, "rng": self._rng.bit_generator.state}
+        with open(path, "wb") as handle:  # a file handle: np.savez would otherwise append ".npz" to the name
+            np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays)
+
+    def load(self, path: str | Path) -> None:
+        """Replace the contents with those `save` wrote (same agents and layout; capacity at least the rows saved)."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["__meta__"]))
+            expected = {f"{agent}/{field}" for agent in self.agents for field in self.fields}
+            found = set(data.files) - {"__meta__"}
+            if found != expected:
+                raise ValueError(f"{path}: replay buffer layout {sorted(found ^ expected)} differs from this buffer's")
+            size = meta["size"]
+            if size > self.capacity:
+                raise ValueError(f"{path}: {size} rows saved, but this buffer holds only {self.capacity}; raise training.buffer_capacity")
+            for agent in self.agents:
+                for field in self.fields:
+                    saved = data[f"{agent}/{field}"]
+                    if saved.shape[1:] != self._storage[agent][field].shape[1:]:
+                        raise ValueError(f"{path}: {agent}/{field} has rows of shape {saved.shape[1:]}, expected {self._storage[agent][field].shape[1:]}")
+                    self._storage[agent][field][:size] = saved
+                    self._storage[agent][field][size:] = 0.0
+        # The same capacity continues the ring where it stopped; another one restarts it after the saved rows.
+        self._next_row = meta["next_row"] if meta["capacity"] == self.capacity else size % self.capacity
+        self._size = size
+        self._rng.bit_generator.state = meta["rng"]
+
     def _num_rows(self, rows: Rows) -> int:
         """Validate `rows` against the buffer's layout and return their common row count."""
         _check_agents(list(rows), self.agents, "JointReplayBuffer.add")
         num_rows = len(rows[self.agents[0]]["obs"]) if "obs" in rows[self.agents[0]] else 0
         for agent in self.agents:
-            if set(rows[agent]) != set(FIELDS):
-                raise ValueError(f"JointReplayBuffer.add: rows[{agent!r}] has fields {sorted(rows[agent])}, expected {sorted(FIELDS)}")
-            for field, shape in _field_shapes(self.obs_dims[agent], self.action_dims[agent]).items():
+            if set(rows[agent]) != set(self.fields):
+                raise ValueError(f"JointReplayBuffer.add: rows[{agent!r}] has fields {sorted(rows[agent])}, expected {sorted(self.fields)}")
+            for field, shape in _field_shapes(self.obs_dims[agent], self.action_dims[agent], self.fields).items():
                 actual = np.shape(rows[agent][field])
                 if actual != (num_rows, *shape):
                     raise ValueError(f"JointReplayBuffer.add: rows[{agent!r}][{field!r}] has shape {actual}, expected {(num_rows, *shape)}")
@@ -104,25 +166,39 @@ class JointReplayBuffer:
         first = max(0, num_rows - self.capacity)
         positions = (self._next_row + np.arange(num_rows - first)) % self.capacity
         for agent in self.agents:
-            for field in FIELDS:
+            for field in self.fields:
                 self._storage[agent][field][positions] = rows[agent][field][first:]
         self._next_row = (self._next_row + len(positions)) % self.capacity
         self._size = min(self.capacity, self._size + len(positions))
 
-    def sample(self, batch_size: int) -> Rows:
-        """`batch_size` distinct stored rows, drawn uniformly; every agent's arrays share the rows."""
-        if self._size == 0:
-            raise ValueError("JointReplayBuffer.sample: the buffer is empty")
-        if not 1 <= batch_size <= self._size:
-            raise ValueError(f"JointReplayBuffer.sample: batch_size must be in [1, {self._size}] (rows stored), got {batch_size}")
+    def rows_acted_by(self, agent: str, subpolicy: int) -> np.ndarray:
+        """Indices of D_agent^(subpolicy): stored rows in which `agent` acted with that sub-policy."""
+        if SUBPOLICY not in self.fields:
+            raise ValueError("JointReplayBuffer: sub-policies are only recorded with with_subpolicy=True (policy ensembles)")
         # Rows 0.._size-1 are the filled ones whether or not the ring has wrapped.
-        indices = self._rng.choice(self._size, size=batch_size, replace=False)
+        columns = self._storage[agent]
+        return np.flatnonzero((columns["mask"][: self._size] > 0) & (columns[SUBPOLICY][: self._size] == subpolicy))
+
+    def sample(self, batch_size: int, *, acted_by: tuple[str, int] | None = None) -> Rows:
+        """`batch_size` distinct stored rows, drawn uniformly; every agent's arrays share the rows.
+
+        `acted_by=(agent, k)` draws only from the rows in which `agent` acted with sub-policy k
+        (a policy ensemble's per-sub-policy buffer D_agent^(k)).
+        """
+        candidates = self._size if acted_by is None else self.rows_acted_by(*acted_by)
+        available = candidates if acted_by is None else len(candidates)
+        if available == 0:
+            raise ValueError(f"JointReplayBuffer.sample: the buffer is empty{'' if acted_by is None else f' of rows acted by {acted_by}'}")
+        if not 1 <= batch_size <= available:
+            raise ValueError(f"JointReplayBuffer.sample: batch_size must be in [1, {available}] (rows stored), got {batch_size}")
+        indices = self._rng.choice(candidates, size=batch_size, replace=False)
         return {agent: {field: columns[indices] for field, columns in self._storage[agent].items()} for agent in self.agents}
 
     def add_episodes(self, episodes: Sequence[MultiAgentEpisode], action_to_vector: ActionToVector) -> int:
         """Convert RLlib episode chunks with `joint_transitions_from_episodes` and add them; returns the row count."""
         rows = joint_transitions_from_episodes(
-            episodes, self.agents, action_to_vector, obs_dims=self.obs_dims, action_dims=self.action_dims
+            episodes, self.agents, action_to_vector, obs_dims=self.obs_dims, action_dims=self.action_dims,
+            with_subpolicy=SUBPOLICY in self.fields,
         )
         self.add(rows)
         return len(rows[self.agents[0]]["mask"])
@@ -190,10 +266,10 @@ def ends_in_termination(agent_episode) -> bool:
 
 
 def _agent_rows(
-    episode: MultiAgentEpisode, agent: str, action_to_vector: ActionToVector, obs_dim: int, action_dim: int
+    episode: MultiAgentEpisode, agent: str, action_to_vector: ActionToVector, obs_dim: int, action_dim: int, fields: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """One agent's columns for every env step of the chunk (mask 0 where it did not act)."""
-    rows = _empty_rows(len(episode), obs_dim, action_dim)
+    rows = _empty_rows(len(episode), obs_dim, action_dim, fields)
     if agent not in episode.agent_episodes:
         return rows  # never acted in this chunk: left before it, or enters after it
     env_steps, agent_steps = _agent_steps_in_chunk(episode, agent)
@@ -211,6 +287,8 @@ def _agent_rows(
     last_step = len(agent_episode) - 1
     rows["terminated"][env_steps] = ends_in_termination(agent_episode) & (agent_steps == last_step)
     rows["mask"][env_steps] = 1.0
+    if SUBPOLICY in fields:  # recorded with each action by the ensemble's module (an extra model output)
+        rows[SUBPOLICY][env_steps] = np.asarray(agent_episode.get_extra_model_outputs(SUBPOLICY), dtype=np.float32)[agent_steps]
     return rows
 
 
@@ -221,6 +299,7 @@ def joint_transitions_from_episodes(
     *,
     obs_dims: dict[str, int],
     action_dims: dict[str, int],
+    with_subpolicy: bool = False,
 ) -> Rows:
     """Joint rows for `JointReplayBuffer.add`: one per env step of every chunk, every agent aligned.
 
@@ -232,17 +311,26 @@ def joint_transitions_from_episodes(
     Every agent in an episode must be one of `agents`. What this relies on in RLlib's episode
     layout is listed in the comment above `_agent_steps_in_chunk`.
     """
-    per_chunk = [_no_rows(agents, obs_dims, action_dims)]  # so that no episodes gives 0 rows, not an error
+    fields = fields_of(with_subpolicy)
+    per_chunk = [_no_rows(agents, obs_dims, action_dims, fields)]  # so that no episodes gives 0 rows, not an error
     for episode in episodes:
         unknown = sorted(set(episode.agent_ids) - set(agents))
         if unknown:
             raise ValueError(f"episode {episode.id_}: unknown agents {unknown}; expected only {list(agents)}")
-        per_chunk.append({agent: _agent_rows(episode, agent, action_to_vector, obs_dims[agent], action_dims[agent]) for agent in agents})
-    return {agent: {field: np.concatenate([rows[agent][field] for rows in per_chunk]) for field in FIELDS} for agent in agents}
+        per_chunk.append(
+            {agent: _agent_rows(episode, agent, action_to_vector, obs_dims[agent], action_dims[agent], fields) for agent in agents}
+        )
+    return {agent: {field: np.concatenate([rows[agent][field] for rows in per_chunk]) for field in fields} for agent in agents}
 
 
-def _no_rows(agents: Sequence[str], obs_dims: dict[str, int], action_dims: dict[str, int]) -> Rows:
-    return {agent: _empty_rows(0, obs_dims[agent], action_dims[agent]) for agent in agents}
+def concat_rows(parts: Sequence[Rows]) -> Rows:
+    """Joint rows one after the other (same agents and fields)."""
+    first = parts[0]
+    return {agent: {field: np.concatenate([part[agent][field] for part in parts]) for field in first[agent]} for agent in first}
+
+
+def _no_rows(agents: Sequence[str], obs_dims: dict[str, int], action_dims: dict[str, int], fields: Sequence[str]) -> Rows:
+    return {agent: _empty_rows(0, obs_dims[agent], action_dims[agent], fields) for agent in agents}
 
 
 # -- actions -> critic input -------------------------------------------------------------
