@@ -119,6 +119,7 @@ def collect_rollouts(
     try:
         for episode in range(episodes):
             observations, _ = env.reset(seed=seed + episode)
+            policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))  # as evaluate does
             step = 0
             while True:
                 state = world_state_fields(env.env)
@@ -196,6 +197,7 @@ def influence_matrix(checkpoint: str | Path | CheckpointPolicies, *, episodes: i
     try:
         for episode in range(episodes):
             observations, _ = env.reset(seed=seed + episode)
+            policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))  # as evaluate does
             while True:
                 actions, probabilities = policies.act_with_probabilities(observations, env.action_spaces, explore=False)
                 state = WorldSnapshot(env)
@@ -275,6 +277,7 @@ def diversity_matrix(checkpoint: str | Path | CheckpointPolicies, *, episodes: i
     try:
         for episode in range(episodes):
             observations, _ = env.reset(seed=seed + episode)
+            policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))  # as evaluate does
             while True:
                 for agent in agents:
                     if agent in observations:
