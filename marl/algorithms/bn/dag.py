@@ -189,6 +189,20 @@ def dag_depth(adjacency) -> int:
     return int(longest.max(initial=0))
 
 
+def batched_depths(adjacency: torch.Tensor) -> torch.Tensor:
+    """`dag_depth` of every DAG in a batch (..., n, n), vectorised: the largest k with A^k != 0."""
+    edges = (adjacency.detach() > 0.5).to(torch.float32)
+    depth = torch.zeros(edges.shape[:-2], dtype=torch.long, device=edges.device)
+    paths = edges
+    for k in range(1, edges.shape[-1]):  # a path in a DAG has at most n-1 edges
+        has_paths = paths.flatten(-2).amax(-1) > 0
+        if not has_paths.any():
+            break
+        depth = torch.where(has_paths, torch.full_like(depth, k), depth)
+        paths = (paths @ edges).clamp(max=1.0)
+    return depth
+
+
 # ---------------------------------------------------------------------------
 # Fixed graphs
 
