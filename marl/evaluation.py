@@ -3,10 +3,15 @@
 The trained RLModules are loaded straight from the checkpoint and stepped in this
 process on the same adapter the env runners used (same observation layout), so
 evaluation needs no cluster and can render frames.
+
+Joint (Bayesian-network) policies (bn_mappo) act for the whole team at once and can
+run with two execution graphs: `sampled` (agents see their parents' actions, as in
+training) and `empty` (decentralised: nobody sees anybody's action).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +25,7 @@ from ray.rllib.utils.spaces.space_utils import unsquash_action
 
 from marl.envs.adapter import PettingZooMultiAgentEnv
 from marl.envs.metrics import metrics_for, wants_benchmark_data
+from marl.errors import ConfigError
 from marl.training.checkpoints import read_meta, resolve_checkpoint
 
 RL_MODULE_PATH = Path("learner_group") / "learner" / "rl_module"
@@ -31,12 +37,15 @@ class EvaluationResult:
     team_returns: list[float]
     agent_returns: dict[str, list[float]]
     scenario_metrics: dict[str, list[float]] = field(default_factory=dict)
+    execution_graph: str | None = None  # joint policies: "sampled" or "empty"
 
     def summary(self) -> dict[str, Any]:
         def stats(values):
             return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
+        graph = {} if self.execution_graph is None else {"dag": self.execution_graph}
         return {
+            **graph,
             "episodes": self.episodes,
             "team_return": stats(self.team_returns),
             "agent_return": {agent: stats(values) for agent, values in self.agent_returns.items()},
@@ -45,7 +54,8 @@ class EvaluationResult:
 
     def table(self) -> str:
         summary = self.summary()
-        lines = [f"{'':28s} {'mean':>10s} {'std':>10s}"]
+        title = "" if self.execution_graph is None else f"dag: {self.execution_graph}"
+        lines = [f"{title:28s} {'mean':>10s} {'std':>10s}"]
 
         def add(name, entry):
             lines.append(f"{name:28s} {entry['mean']:10.3f} {entry['std']:10.3f}")
@@ -72,6 +82,13 @@ class CheckpointPolicies:
         # As the env runners did: PPO's Gaussian acts in [-1, 1] and is rescaled; MADDPG's
         # module returns env-unit actions. (Checkpoints from before this key: rescaled.)
         self.normalize_actions: bool = self.meta.get("normalize_actions", True)
+        # Joint policies act for the whole team in one forward pass, over a graph of agents.
+        self.joint = any(hasattr(self.modules[policy_id], "execution_graph") for policy_id in set(self.mapping.values()))
+
+    def set_execution_graph(self, graph: str) -> None:
+        """Joint policies: "sampled" (as trained) or "empty" (decentralised execution)."""
+        for policy_id in set(self.mapping.values()):
+            self.modules[policy_id].execution_graph = graph
 
     def make_env(self, render_mode: str | None = None, seed: int | None = None) -> PettingZooMultiAgentEnv:
         env_config = dict(self.meta["env_config"])
@@ -79,7 +96,8 @@ class CheckpointPolicies:
         if wants_benchmark_data(scenario["name"]):
             scenario["kwargs"] = {**scenario["kwargs"], "benchmark_data": True}
         env_config.update(scenario=scenario, render_mode=render_mode, seed=seed)
-        return PettingZooMultiAgentEnv(env_config)
+        module_name, _, class_name = self.meta.get("env_class", "marl.envs.adapter:PettingZooMultiAgentEnv").partition(":")
+        return getattr(importlib.import_module(module_name), class_name)(env_config)
 
     def act(self, observations: dict[str, np.ndarray], action_spaces, *, explore: bool) -> dict[str, Any]:
         """One action per agent: policies act on their agents' observations as a batch."""
@@ -98,6 +116,11 @@ class CheckpointPolicies:
         for policy_id, agents in by_policy.items():
             module = self.modules[policy_id]
             obs = torch.as_tensor(np.stack([observations[a] for a in agents]))
+            if self.joint:  # the module picks every agent's action itself, in its graph's order
+                forward = module.forward_exploration if explore else module.forward_inference
+                for agent, action in zip(agents, forward({Columns.OBS: obs})[Columns.ACTIONS].numpy()):
+                    actions[agent] = action
+                continue
             logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
             dist = module.get_inference_action_dist_cls().from_logits(logits)
             chosen = (dist if explore else dist.to_deterministic()).sample().numpy()
@@ -119,11 +142,23 @@ def evaluate(
     explore: bool = False,
     seed: int = 1000,
     render_path: str | Path | None = None,
+    dag: str | None = None,
 ) -> EvaluationResult:
-    """Run `episodes` episodes (greedy unless `explore`); render the first to a GIF."""
+    """Run `episodes` episodes (greedy unless `explore`); render the first to a GIF.
+
+    `dag` ("sampled" or "empty") is the execution graph of a joint policy (bn_mappo;
+    default "sampled"); other checkpoints reject it.
+    """
     policies = CheckpointPolicies(checkpoint)
+    if dag is not None and not policies.joint:
+        raise ConfigError("--dag applies to joint-policy checkpoints (bn_mappo) only; drop it for this checkpoint")
+    if policies.joint:
+        if dag not in (None, "sampled", "empty"):
+            raise ConfigError(f"--dag must be sampled or empty, got {dag!r}")
+        dag = dag or "sampled"
+        policies.set_execution_graph(dag)
     env = policies.make_env(render_mode="rgb_array" if render_path else None, seed=seed)
-    result = EvaluationResult(episodes, [], {agent: [] for agent in env.possible_agents})
+    result = EvaluationResult(episodes, [], {agent: [] for agent in env.possible_agents}, execution_graph=dag)
     frames: list[np.ndarray] = []
     try:
         for episode in range(episodes):
@@ -138,8 +173,8 @@ def evaluate(
                 observations, rewards, terminateds, truncateds, infos = env.step(actions)
                 for agent, reward in rewards.items():
                     returns[agent] += reward
-                if metrics:
-                    metrics.step(env.env, infos)
+                if metrics:  # per-agent infos (a team env keeps them aside)
+                    metrics.step(env.env, getattr(env, "agent_infos", infos))
                 if recording:
                     frames.append(env.render())
                 if terminateds["__all__"] or truncateds["__all__"]:
@@ -154,6 +189,11 @@ def evaluate(
     if render_path:
         write_gif(frames, render_path)
     return result
+
+
+def is_joint_policy_checkpoint(checkpoint: str | Path) -> bool:
+    """Whether the checkpoint holds joint (Bayesian-network) policies, from its metadata alone."""
+    return read_meta(resolve_checkpoint(checkpoint)).get("env_class", "").endswith(":TeamMultiAgentEnv")
 
 
 def write_gif(frames: list[np.ndarray], path: str | Path, fps: int = 10) -> None:

@@ -173,3 +173,11 @@ def test_sparsity_penalty():
     assert penalty.item() == pytest.approx(0.5 * (0.25 + 0.75) / 2)
     penalty.backward()
     torch.testing.assert_close(density.grad, torch.tensor([0.25, 0.25]))
+
+
+def test_permutation_without_gradient_skips_sinkhorn_but_not_its_value():
+    logits = torch.randn(64, 5, 5, generator=_generator(8), requires_grad=True)
+    with_gradient = sample_permutation(logits, _generator(9))
+    with torch.no_grad():
+        without = sample_permutation(logits, _generator(9))
+    torch.testing.assert_close(with_gradient.detach(), without)

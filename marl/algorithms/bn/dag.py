@@ -54,14 +54,18 @@ def log_sinkhorn(log_alpha: torch.Tensor, iterations: int = 20, temperature: flo
     return log_alpha
 
 
-def hungarian(soft: torch.Tensor) -> torch.Tensor:
-    """The hard permutation matrices closest to doubly-stochastic `soft` (..., n, n)."""
-    flat = soft.detach().cpu().reshape(-1, *soft.shape[-2:]).numpy()
+def hungarian(log_soft: torch.Tensor) -> torch.Tensor:
+    """Hard permutation matrices maximising the summed log-weights of `log_soft` (..., n, n).
+
+    Matching on the log-space Sinkhorn output equals matching on its input: Sinkhorn only
+    subtracts a constant per row and per column, which no assignment can tell apart.
+    """
+    flat = log_soft.detach().cpu().reshape(-1, *log_soft.shape[-2:]).numpy()
     hard = np.zeros_like(flat)
     for b, matrix in enumerate(flat):
-        rows, cols = linear_sum_assignment(-matrix)  # maximise the matched mass
+        rows, cols = linear_sum_assignment(matrix, maximize=True)
         hard[b, rows, cols] = 1.0
-    return torch.as_tensor(hard.reshape(soft.shape), dtype=soft.dtype, device=soft.device)
+    return torch.as_tensor(hard.reshape(log_soft.shape), dtype=log_soft.dtype, device=log_soft.device)
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -84,11 +88,14 @@ def sample_permutation(
 ) -> torch.Tensor:
     """Gumbel-Sinkhorn: a hard permutation matrix (..., n, n) with a straight-through gradient.
 
-    ``P[k, j] = 1`` when agent j takes position k.
+    ``P[k, j] = 1`` when agent j takes position k. Without a gradient to carry (acting in
+    rollouts), the Sinkhorn iterations are skipped: they do not change the hard value.
     """
     noisy = logits + gumbel_noise(logits.shape, generator, dtype=logits.dtype, device=logits.device)
-    soft = log_sinkhorn(noisy, iterations, temperature).exp()
-    return straight_through(hungarian(soft), soft)
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return hungarian(noisy)
+    log_soft = log_sinkhorn(noisy, iterations, temperature)
+    return straight_through(hungarian(log_soft), log_soft.exp())
 
 
 def sample_edges(logits: torch.Tensor, generator: torch.Generator | None, *, temperature: float = 1.0) -> torch.Tensor:
