@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from marl.algorithms.bn.dag import (
+    batched_depths,
     SparsitySchedule,
     dag_depth,
     edge_density,
@@ -181,3 +182,12 @@ def test_permutation_without_gradient_skips_sinkhorn_but_not_its_value():
     with torch.no_grad():
         without = sample_permutation(logits, _generator(9))
     torch.testing.assert_close(with_gradient.detach(), without)
+
+
+def test_batched_depths_match_the_longest_path_of_each_graph():
+    generator = _generator(10)
+    adjacency = sample_dag(torch.randn(200, 6, 6, generator=generator), torch.randn(200, 6, 6, generator=generator), generator)
+    depths = batched_depths(adjacency)
+    assert depths.tolist() == [dag_depth(graph) for graph in adjacency]
+    assert depths.tolist() == [nx.dag_longest_path_length(nx.DiGraph(graph.numpy())) for graph in adjacency]
+    assert len(set(depths.tolist())) > 2  # a range of depths, not one value
