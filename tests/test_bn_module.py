@@ -104,6 +104,25 @@ def test_aloha_rollout_with_a_user_given_graph():
         assert actions.shape[1] == 10 and set(np.unique(actions)) <= {0, 1}
 
 
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_team_env_lays_out_every_agent_sums_rewards_and_keeps_the_time_limit_convention(bootstrap):
+    from marl.envs.adapter import ScenarioSpec, scenario_env_config
+    from marl.envs.team import TeamMultiAgentEnv
+
+    spec = ScenarioSpec("coordination_game", {"n_agents": 3, "max_cycles": 2, "flip_prob": 0.0}, bootstrap_at_time_limit=bootstrap)
+    env = TeamMultiAgentEnv(scenario_env_config(spec, agent_id_in_obs=True, global_state=True, seed=0))
+    obs, _ = env.reset(seed=4)
+    assert obs[TEAM].shape == (3 * (3 + 3) + 3,)  # 3 x [obs (3) | id (3)] + state (3)
+    np.testing.assert_array_equal(obs[TEAM][3:6], [1, 0, 0])  # agent_0's id
+    obs, rewards, terminateds, truncateds, _ = env.step({TEAM: np.array([1, 1, 0])})
+    assert rewards[TEAM] == 3 * 1.0  # o = 2 of 3: 1 per agent, summed over the team
+    np.testing.assert_array_equal(obs[TEAM][-3:], [1, 1, 0])
+    assert not truncateds["__all__"]
+    _, rewards, terminateds, truncateds, _ = env.step({TEAM: np.array([0, 0, 0])})
+    assert rewards[TEAM] == 9.0 and truncateds["__all__"] and not terminateds["__all__"]
+    assert truncateds[TEAM] is (not bootstrap)  # bootstrap: only "__all__", so RLlib records a truncation
+
+
 def test_training_forward_uses_the_stored_parents_actions():
     module = _module("training.dag=full")
     obs = _obs(module, rows=4)

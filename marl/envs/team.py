@@ -104,7 +104,6 @@ class TeamMultiAgentEnv(MultiAgentEnv):
         joint = np.asarray(action_dict[TEAM]).reshape(-1)
         actions = {agent: int(joint[i]) for i, agent in enumerate(self.team_agents)}
         observations, rewards, terminateds, truncateds, infos = self.inner.step(actions)
-        done = terminateds["__all__"] or truncateds["__all__"]
         missing = [agent for agent in self.team_agents if agent not in observations]
         if missing:
             raise ScenarioError(
@@ -112,11 +111,14 @@ class TeamMultiAgentEnv(MultiAgentEnv):
             )
         self.agent_infos = infos
         team_reward = float(sum(rewards.values()))
+        # The team's own flags follow the agents' (all of them), "__all__" the adapter's: with
+        # `scenario.bootstrap_at_time_limit` the agents are not flagged at the time limit, only
+        # "__all__" is, and RLlib then records a truncation (bootstrapped) rather than an end.
         return (
             self._team_observation(observations),
             {TEAM: team_reward},
-            {TEAM: bool(terminateds["__all__"]), "__all__": bool(terminateds["__all__"])},
-            {TEAM: bool(truncateds["__all__"] and not terminateds["__all__"]), "__all__": bool(done and not terminateds["__all__"])},
+            {TEAM: all(terminateds[a] for a in self.team_agents), "__all__": bool(terminateds["__all__"])},
+            {TEAM: all(truncateds[a] for a in self.team_agents), "__all__": bool(truncateds["__all__"])},
             {TEAM: {}},
         )
 
