@@ -109,7 +109,8 @@ class CheckpointPolicies:
         self, observations: dict[str, np.ndarray], action_spaces, *, explore: bool
     ) -> tuple[dict[str, Any], dict[str, np.ndarray | None]]:
         """Each agent's action and, for Discrete actions, its policy's action probabilities
-        (None for Box actions)."""
+        (None for Box actions and for joint policies, whose agents' probabilities depend on
+        each other's actions)."""
         by_policy: dict[str, list[str]] = {}
         for agent in observations:
             by_policy.setdefault(self.mapping[agent], []).append(agent)
@@ -120,7 +121,7 @@ class CheckpointPolicies:
             if self.joint:  # the module picks every agent's action itself, in its graph's order
                 forward = module.forward_exploration if explore else module.forward_inference
                 for agent, action in zip(agents, forward({Columns.OBS: obs})[Columns.ACTIONS].numpy()):
-                    actions[agent] = action
+                    actions[agent], probabilities[agent] = action, None
                 continue
             logits = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
             dist = module.get_inference_action_dist_cls().from_logits(logits)
