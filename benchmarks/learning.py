@@ -7,10 +7,14 @@ one is kept. A variant is an algorithm with its shipped config
 (`configs/{algorithm}_{scenario}.yaml`) or, with `--variant`, any config plus
 dotted overrides under a label of its own. Then writes into OUT:
   curves.csv    algorithm, seed, env_steps, team_return (RLlib's mean over the last
-                100 training episodes, stochastic policy, summed over agents)
+                100 training episodes, stochastic policy, summed over agents), and
+                edge_density for bn_mappo runs (empty for others)
   curves.png    mean and min/max over seeds per algorithm
+  edge_density.png   the same for the edge density of bn_mappo's graphs (when there are any)
   summary.csv   per run: the final training return and a 100-episode greedy and
-                stochastic evaluation of the final checkpoint
+                stochastic evaluation of the final checkpoint; bn_mappo checkpoints are
+                evaluated over sampled graphs (eval_*_return) and over the empty graph,
+                i.e. decentralised (eval_*_return_empty_dag)
 and prints the summary. Re-running with --report-only re-reads existing runs.
 
 usage: python benchmarks/learning.py --scenario simple_spread --algorithms mappo ippo \
@@ -89,18 +93,38 @@ def train(out: Path, variant: Variant, seed: int, env_steps: int, extra: list[st
     subprocess.run(command, check=True)
 
 
-def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+DENSITY_KEY = "team/edge_density"  # bn_mappo's logged edge density
+
+
+def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """env steps, team return and (bn_mappo runs) edge density per iteration."""
     with (run_dir / "metrics.csv").open() as handle:
         rows = [r for r in csv.DictReader(handle) if r.get("episode_return_mean")]
-    return np.array([float(r["env_steps"]) for r in rows]), np.array([float(r["episode_return_mean"]) for r in rows])
+    has_density = bool(rows) and all(r.get(DENSITY_KEY) not in (None, "") for r in rows)
+    density = np.array([float(r[DENSITY_KEY]) for r in rows]) if has_density else None
+    return np.array([float(r["env_steps"]) for r in rows]), np.array([float(r["episode_return_mean"]) for r in rows]), density
 
 
-def evaluate(run_dir: Path, stochastic: bool, episodes: int = 100) -> dict:
+def evaluate(run_dir: Path, stochastic: bool, episodes: int = 100) -> dict[str, dict]:
+    """`marl evaluate`'s JSON summaries by execution graph ("" for policies without one)."""
     command = [sys.executable, "-m", "marl.cli", "evaluate", str(run_dir), "--episodes", str(episodes)]
     if stochastic:
         command.append("--stochastic")
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    summaries = [json.loads(line) for line in out.strip().splitlines() if line.startswith("{")]
+    return {summary.get("dag", ""): summary for summary in summaries}
+
+
+def _evaluation_columns(greedy: dict[str, dict], stochastic: dict[str, dict]) -> dict[str, float]:
+    main = "sampled" if "sampled" in greedy else ""
+    columns = {
+        "eval_greedy_return": greedy[main]["team_return"]["mean"],
+        "eval_stochastic_return": stochastic[main]["team_return"]["mean"],
+    }
+    if "empty" in greedy:  # bn_mappo: decentralised execution
+        columns["eval_greedy_return_empty_dag"] = greedy["empty"]["team_return"]["mean"]
+        columns["eval_stochastic_return_empty_dag"] = stochastic["empty"]["team_return"]["mean"]
+    return {**columns, **{f"eval_stochastic_{k}": v["mean"] for k, v in stochastic[main]["metrics"].items()}}
 
 
 def report(out: Path, labels: list[str], seeds: list[int]) -> None:
@@ -110,20 +134,19 @@ def report(out: Path, labels: list[str], seeds: list[int]) -> None:
             run_dir = find_run(out, label, seed)
             if run_dir is None:
                 continue
-            steps, returns = read_curve(run_dir)
-            curves += [(label, seed, int(s), float(r)) for s, r in zip(steps, returns)]
+            steps, returns, density = read_curve(run_dir)
+            densities = density if density is not None else [None] * len(steps)
+            curves += [(label, seed, int(s), float(r), d) for s, r, d in zip(steps, returns, densities)]
             greedy, stochastic = evaluate(run_dir, stochastic=False), evaluate(run_dir, stochastic=True)
             summary.append({
                 "variant": label, "seed": seed, "env_steps": int(steps[-1]),
                 "train_return_final": float(returns[-1]),
-                "eval_greedy_return": greedy["team_return"]["mean"],
-                "eval_stochastic_return": stochastic["team_return"]["mean"],
-                **{f"eval_stochastic_{k}": v["mean"] for k, v in stochastic["metrics"].items()},
+                **_evaluation_columns(greedy, stochastic),
             })
     with (out / "curves.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["variant", "seed", "env_steps", "team_return"])
-        writer.writerows(curves)
+        writer.writerow(["variant", "seed", "env_steps", "team_return", "edge_density"])
+        writer.writerows([(*row[:4], "" if row[4] is None else float(row[4])) for row in curves])
     if summary:
         with (out / "summary.csv").open("w", newline="") as handle:
             writer = csv.DictWriter(handle, list(dict.fromkeys(k for row in summary for k in row)))
@@ -139,13 +162,16 @@ def report(out: Path, labels: list[str], seeds: list[int]) -> None:
 
 
 def _plot(out: Path, curves, labels) -> None:
-    runs: dict[str, dict[int, list]] = {}
-    for label, seed, step, ret in curves:
-        runs.setdefault(label, {}).setdefault(seed, []).append((step, ret))
-    plot_curves(out / "curves.png", {
-        label: {seed: tuple(np.array(v) for v in zip(*sorted(points))) for seed, points in runs[label].items()}
-        for label in labels if label in runs
-    })
+    for column, file, ylabel in ((3, "curves.png", "team return (sum over agents)"), (4, "edge_density.png", "edge density of the DAG")):
+        runs: dict[str, dict[int, list]] = {}
+        for row in curves:
+            if row[column] is not None:
+                runs.setdefault(row[0], {}).setdefault(row[1], []).append((row[2], row[column]))
+        if runs:
+            plot_curves(out / file, {
+                label: {seed: tuple(np.array(v) for v in zip(*sorted(points))) for seed, points in runs[label].items()}
+                for label in labels if label in runs
+            }, ylabel=ylabel)
 
 
 def main() -> None:

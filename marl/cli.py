@@ -4,7 +4,7 @@
     marl train --resume RUN_DIR                         continue a run from its last checkpoint
     marl sweep CONFIG [KEY=VALUE ...] --grid KEY=V1,V2 ... --seeds 0 1 2 [--samples N] [--address ADDR]
                                                         grid / random search x seeds as Ray Tune trials
-    marl evaluate CHECKPOINT [--episodes N] [--stochastic] [--render FILE.gif]
+    marl evaluate CHECKPOINT [--episodes N] [--stochastic] [--render FILE.gif] [--dag sampled|empty|both]
     marl analyze CHECKPOINT --out DIR [--episodes N]     coordination metrics, figures and a report
     marl scenarios                                      list the scenarios with their agents and spaces
     marl algorithms                                     list the algorithms and what they support
@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely")
     evaluate.add_argument("--seed", type=int, default=1000, help="seed of the first episode (episode i uses seed+i)")
     evaluate.add_argument("--render", metavar="FILE.gif", help="write the first episode as an animated GIF")
+    evaluate.add_argument(
+        "--dag",
+        choices=["sampled", "empty", "both"],
+        help="joint policies (bn_mappo): act over sampled graphs (as trained), the empty graph "
+        "(decentralised, no agent sees another's action), or report both (the default for them)",
+    )
 
     analyze = commands.add_parser("analyze", help="coordination metrics, figures and a report for a checkpoint")
     analyze.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its latest checkpoint)")
@@ -89,13 +95,18 @@ def _sweep(args) -> int:
 
 
 def _evaluate(args) -> None:
-    from marl.evaluation import evaluate
+    from marl.evaluation import evaluate, is_joint_policy_checkpoint
 
-    result = evaluate(
-        args.checkpoint, episodes=args.episodes, explore=args.stochastic, seed=args.seed, render_path=args.render
-    )
-    print(result.table())
-    print(result.json_line())
+    graphs = [args.dag]
+    if args.dag == "both" or (args.dag is None and is_joint_policy_checkpoint(args.checkpoint)):
+        graphs = ["sampled", "empty"]
+    for graph in graphs:
+        render = args.render if graph == graphs[0] else None  # one animation: the first graph's
+        result = evaluate(
+            args.checkpoint, episodes=args.episodes, explore=args.stochastic, seed=args.seed, render_path=render, dag=graph
+        )
+        print(result.table())
+        print(result.json_line())
     if args.render:
         print(f"animation: {args.render}")
 

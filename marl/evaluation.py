@@ -8,12 +8,18 @@ Returns are reported per agent, summed over all agents ("team return", the objec
 of a cooperative scenario) and, where the agents form more than one team (mixed
 cooperative-competitive scenarios such as simple_tag: `adversary_*` against `agent_*`),
 summed per team (`teams_of`).
+
+Joint (Bayesian-network) policies (bn_mappo) act for the whole team at once and can
+run with two execution graphs: `sampled` (agents see their parents' actions, as in
+training) and `empty` (decentralised: nobody sees anybody's action).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,12 +82,15 @@ class EvaluationResult:
             team: [float(sum(self.agent_returns[agent][episode] for agent in members)) for episode in range(len(self.team_returns))]
             for team, members in self.teams.items()
         }
+    execution_graph: str | None = None  # joint policies: "sampled" or "empty"
 
     def summary(self) -> dict[str, Any]:
         def stats(values):
             return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
+        graph = {} if self.execution_graph is None else {"dag": self.execution_graph}
         return {
+            **graph,
             "episodes": self.episodes,
             "team_return": stats(self.team_returns),
             "per_team_return": {team: stats(values) for team, values in self.per_team_returns().items()},
@@ -91,7 +100,8 @@ class EvaluationResult:
 
     def table(self) -> str:
         summary = self.summary()
-        lines = [f"{'':28s} {'mean':>10s} {'std':>10s}"]
+        title = "" if self.execution_graph is None else f"dag: {self.execution_graph}"
+        lines = [f"{title:28s} {'mean':>10s} {'std':>10s}"]
 
         def add(name, entry):
             lines.append(f"{name:28s} {entry['mean']:10.3f} {entry['std']:10.3f}")
@@ -123,6 +133,8 @@ class CheckpointPolicies:
         # Policy ensembles (MADDPG's ensemble_size K > 1): each agent acts with one sub-policy per
         # episode, drawn in `start_episode`, as in training.
         self._subpolicy: dict[str, int] = {}
+        # Joint policies act for the whole team in one forward pass, over a graph of agents.
+        self.joint = any(hasattr(self.modules[policy_id], "execution_graph") for policy_id in set(self.mapping.values()))
 
     def start_episode(self, agents: list[str], rng: np.random.Generator) -> None:
         """Draw each agent's sub-policy for the coming episode (modules without an ensemble: nothing)."""
@@ -132,13 +144,19 @@ class CheckpointPolicies:
             if size > 1:
                 self._subpolicy[agent] = int(rng.integers(size))
 
+    def set_execution_graph(self, graph: str) -> None:
+        """Joint policies: "sampled" (as trained) or "empty" (decentralised execution)."""
+        for policy_id in set(self.mapping.values()):
+            self.modules[policy_id].execution_graph = graph
+
     def make_env(self, render_mode: str | None = None, seed: int | None = None) -> PettingZooMultiAgentEnv:
         env_config = dict(self.meta["env_config"])
         scenario = dict(env_config["scenario"])
         if wants_benchmark_data(scenario["name"]):
             scenario["kwargs"] = {**scenario["kwargs"], "benchmark_data": True}
         env_config.update(scenario=scenario, render_mode=render_mode, seed=seed)
-        return PettingZooMultiAgentEnv(env_config)
+        module_name, _, class_name = self.meta.get("env_class", "marl.envs.adapter:PettingZooMultiAgentEnv").partition(":")
+        return getattr(importlib.import_module(module_name), class_name)(env_config)
 
     def act(self, observations: dict[str, np.ndarray], action_spaces, *, explore: bool) -> dict[str, Any]:
         """One action per agent: policies act on their agents' observations as a batch."""
@@ -149,14 +167,21 @@ class CheckpointPolicies:
         self, observations: dict[str, np.ndarray], action_spaces, *, explore: bool
     ) -> tuple[dict[str, Any], dict[str, np.ndarray | None]]:
         """Each agent's action and, for Discrete actions, its policy's action probabilities
-        (None for Box actions)."""
+        (None for Box actions and for joint policies, whose agents' probabilities depend on
+        each other's actions)."""
         by_policy: dict[str, list[str]] = {}
         for agent in observations:
             by_policy.setdefault(self.mapping[agent], []).append(agent)
         actions, probabilities = {}, {}
         for policy_id, agents in by_policy.items():
             module = self.modules[policy_id]
-            batch = {Columns.OBS: torch.as_tensor(np.stack([observations[a] for a in agents]))}
+            obs = torch.as_tensor(np.stack([observations[a] for a in agents]))
+            if self.joint:  # the module picks every agent's action itself, in its graph's order
+                forward = module.forward_exploration if explore else module.forward_inference
+                for agent, action in zip(agents, forward({Columns.OBS: obs})[Columns.ACTIONS].numpy()):
+                    actions[agent], probabilities[agent] = action, None
+                continue
+            batch = {Columns.OBS: obs}
             if self._subpolicy:
                 batch[SUBPOLICY] = torch.as_tensor([self._subpolicy.get(a, 0) for a in agents])
             logits = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
@@ -173,6 +198,18 @@ class CheckpointPolicies:
         return actions, probabilities
 
 
+@contextmanager
+def one_torch_thread():
+    """Evaluation feeds the networks a few rows per env step: intra-op threads only add
+    overhead, and on a busy machine they wait for each other (measured: 3x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def evaluate(
     checkpoint: str | Path,
     *,
@@ -180,43 +217,61 @@ def evaluate(
     explore: bool = False,
     seed: int = 1000,
     render_path: str | Path | None = None,
+    dag: str | None = None,
 ) -> EvaluationResult:
-    """Run `episodes` episodes (greedy unless `explore`); render the first to a GIF."""
+    """Run `episodes` episodes (greedy unless `explore`); render the first to a GIF.
+
+    `dag` ("sampled" or "empty") is the execution graph of a joint policy (bn_mappo;
+    default "sampled"); other checkpoints reject it.
+    """
     policies = CheckpointPolicies(checkpoint)
+    if dag is not None and not policies.joint:
+        raise ConfigError("--dag applies to joint-policy checkpoints (bn_mappo) only; drop it for this checkpoint")
+    if policies.joint:
+        if dag not in (None, "sampled", "empty"):
+            raise ConfigError(f"--dag must be sampled or empty, got {dag!r}")
+        dag = dag or "sampled"
+        policies.set_execution_graph(dag)
     env = policies.make_env(render_mode="rgb_array" if render_path else None, seed=seed)
     teams = teams_of(list(env.possible_agents), policies.meta["config"].get("teams"))
-    result = EvaluationResult(episodes, [], {agent: [] for agent in env.possible_agents}, teams=teams)
+    result = EvaluationResult(episodes, [], {agent: [] for agent in env.possible_agents}, teams=teams, execution_graph=dag)
     frames: list[np.ndarray] = []
     try:
-        for episode in range(episodes):
-            observations, infos = env.reset(seed=seed + episode)
-            policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))
-            metrics = metrics_for(policies.meta["env_config"]["scenario"]["name"])
-            returns = dict.fromkeys(env.possible_agents, 0.0)
-            recording = render_path is not None and episode == 0
-            if recording:
-                frames.append(env.render())
-            while True:
-                actions = policies.act(observations, env.action_spaces, explore=explore)
-                observations, rewards, terminateds, truncateds, infos = env.step(actions)
-                for agent, reward in rewards.items():
-                    returns[agent] += reward
-                if metrics:
-                    metrics.step(env.env, infos)
+        with one_torch_thread():
+            for episode in range(episodes):
+                observations, infos = env.reset(seed=seed + episode)
+                policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))
+                metrics = metrics_for(policies.meta["env_config"]["scenario"]["name"])
+                returns = dict.fromkeys(env.possible_agents, 0.0)
+                recording = render_path is not None and episode == 0
                 if recording:
                     frames.append(env.render())
-                if terminateds["__all__"] or truncateds["__all__"]:
-                    break
-            result.team_returns.append(sum(returns.values()))
-            for agent, value in returns.items():
-                result.agent_returns[agent].append(value)
-            for name, value in (metrics.result(env.env) if metrics else {}).items():
-                result.scenario_metrics.setdefault(name, []).append(value)
+                while True:
+                    actions = policies.act(observations, env.action_spaces, explore=explore)
+                    observations, rewards, terminateds, truncateds, infos = env.step(actions)
+                    for agent, reward in rewards.items():
+                        returns[agent] += reward
+                    if metrics:  # per-agent infos (a team env keeps them aside)
+                        metrics.step(env.env, getattr(env, "agent_infos", infos))
+                    if recording:
+                        frames.append(env.render())
+                    if terminateds["__all__"] or truncateds["__all__"]:
+                        break
+                result.team_returns.append(sum(returns.values()))
+                for agent, value in returns.items():
+                    result.agent_returns[agent].append(value)
+                for name, value in (metrics.result(env.env) if metrics else {}).items():
+                    result.scenario_metrics.setdefault(name, []).append(value)
     finally:
         env.close()
     if render_path:
         write_gif(frames, render_path)
     return result
+
+
+def is_joint_policy_checkpoint(checkpoint: str | Path) -> bool:
+    """Whether the checkpoint holds joint (Bayesian-network) policies, from its metadata alone."""
+    return read_meta(resolve_checkpoint(checkpoint)).get("env_class", "").endswith(":TeamMultiAgentEnv")
 
 
 def write_gif(frames: list[np.ndarray], path: str | Path, fps: int = 10) -> None:

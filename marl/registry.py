@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from marl.algorithms.bn import BNMAPPOConfig
 from marl.algorithms.dpo import DPOConfig
 from marl.algorithms.maddpg import MADDPGConfig
 from marl.algorithms.ppo import IPPOConfig, MAPPOConfig
@@ -27,6 +28,9 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
         AlgorithmEntry("ippo", IPPOConfig, "PPO per agent with local critics V(o_i)"),
         AlgorithmEntry("mappo", MAPPOConfig, "PPO with a centralised critic V(s)"),
         AlgorithmEntry("dpo", DPOConfig, "decentralised PPO-like surrogate with adaptive sqrt-KL and KL penalties (Su & Lu)"),
+        AlgorithmEntry(
+            "bn_mappo", BNMAPPOConfig, "MAPPO with a joint policy over a learned, annealed DAG of agents (Chen & Zhang)"
+        ),
         AlgorithmEntry("maddpg", MADDPGConfig, "off-policy: Gumbel-softmax actors, critics Q_i(all obs, all actions), joint replay; policy ensembles, inferred policies"),
     ]
 }

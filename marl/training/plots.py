@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 
 
-def plot_curves(path: Path, runs: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]) -> None:
-    """Mean and min/max band over seeds per label; `runs[label][seed] = (env_steps, team_return)`.
+def plot_curves(
+    path: Path, runs: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]], ylabel: str = "team return (sum over agents)"
+) -> None:
+    """Mean and min/max band over seeds per label; `runs[label][seed] = (env_steps, value)`.
 
     Each label's seeds are interpolated on a common grid up to the shortest of its runs.
     """
@@ -24,7 +26,7 @@ def plot_curves(path: Path, runs: dict[str, dict[int, tuple[np.ndarray, np.ndarr
         line, = ax.plot(grid, values.mean(0), label=f"{label} ({len(seeds)} seeds)")
         ax.fill_between(grid, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
     ax.set_xlabel("env steps")
-    ax.set_ylabel("team return (sum over agents)")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

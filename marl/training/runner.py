@@ -174,6 +174,8 @@ def _checkpoint_meta(algo, config: ExperimentConfig, row: dict[str, float]) -> d
         "env_steps": int(row["env_steps"]),
         "config": config_to_dict(config),
         "env_config": dict(algo.config.env_config),
+        # The env class the runners used (the team adapter for joint policies), as module:name.
+        "env_class": f"{algo.config.env.__module__}:{algo.config.env.__qualname__}",
         "policy_mapping": dict(algo.config.policy_mapping_fn.mapping),
         # Whether the env runners rescaled Box actions from [-1, 1] (evaluation must do the same).
         "normalize_actions": bool(algo.config.normalize_actions),

@@ -58,7 +58,7 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
         self._divergence_sums: dict[str, torch.Tensor] = {}
 
     # -- the loss -----------------------------------------------------------------
-    def policy_loss(self, *, module_id, config, batch, dist, mean: MaskedMean) -> dict[str, torch.Tensor]:
+    def policy_loss(self, *, module_id, config, batch, fwd_out, dist, mean: MaskedMean) -> dict[str, torch.Tensor]:
         module = self.module[module_id].unwrapped()
         # The rollout policy, from the distribution inputs the env runner stored.
         old_dist = module.get_exploration_action_dist_cls().from_logits(batch[Columns.ACTION_DIST_INPUTS])

@@ -17,7 +17,7 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from marl.algorithms.common import apply_common_settings, probe_scenario
+from marl.algorithms.common import PolicyInfo, ScenarioProbe, apply_common_settings, probe_scenario
 from marl.algorithms.ppo.connector import PPOTrainBatch
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
 from marl.algorithms.ppo.module import ActorCriticModule
@@ -52,7 +52,9 @@ class ActorCriticConfig(StrictModel):
 
     Subclasses pick their learner with `learner_class` and add settings through
     `learner_settings()` (the learner's `config.learner_config_dict`) and
-    `rllib_training_settings()` (extra `PPOConfig.training` arguments).
+    `rllib_training_settings()` (extra `PPOConfig.training` arguments); an algorithm
+    with other modules or another view of the scenario overrides `probe()` and
+    `module_spec()` (BN-MAPPO).
     """
 
     learner_class: ClassVar[type[PPOFamilyTorchLearner]] = PPOFamilyTorchLearner
@@ -132,16 +134,38 @@ class ActorCriticConfig(StrictModel):
             "learner_connector": partial(PPOTrainBatch, gamma=self.gamma, lambda_=self.gae_lambda),
         }
 
-    def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> PPOFamilyRLlibConfig:
-        """The RLlib PPOConfig that trains this experiment."""
-        centralized = self.uses_centralized_critic()
-        probe = probe_scenario(experiment, global_state=centralized)
+    def probe(self, experiment: ExperimentConfig) -> ScenarioProbe:
+        """The scenario's policies and spaces as this algorithm's env runners will see them."""
+        probe = probe_scenario(experiment, global_state=self.uses_centralized_critic())
         for info in probe.policies.values():
             if not isinstance(info.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
                 raise ConfigError(
                     f"scenario: policy {info.policy_id!r} has action space {info.action_space}; "
                     f"{experiment.algorithm} supports Discrete and Box actions"
                 )
+        return probe
+
+    def module_spec(self, info: PolicyInfo, experiment: ExperimentConfig) -> RLModuleSpec:
+        """The RLModule of one policy."""
+        return RLModuleSpec(
+            module_class=ActorCriticModule,
+            observation_space=info.observation_space,
+            action_space=info.action_space,
+            model_config={
+                "obs_dim": info.layout.obs_dim,
+                "id_dim": info.layout.id_dim,
+                "state_dim": info.layout.state_dim,
+                "hidden": list(experiment.model.hidden),
+                "activation": experiment.model.activation,
+                "centralized_critic": self.uses_centralized_critic(),
+                "value_normalization": self.value_normalization,
+                "initial_log_std": self.initial_log_std,
+            },
+        )
+
+    def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> PPOFamilyRLlibConfig:
+        """The RLlib PPOConfig that trains this experiment."""
+        probe = self.probe(experiment)
         largest_group = max(len(info.agents) for info in probe.policies.values())
         minibatch_size = math.ceil(self.train_batch_size * largest_group / self.num_minibatches)
         num_learners = max(1, experiment.resources.num_learners)
@@ -171,24 +195,7 @@ class ActorCriticConfig(StrictModel):
             **self._learner_connector_settings(),
         ).rl_module(
             rl_module_spec=MultiRLModuleSpec(
-                rl_module_specs={
-                    policy_id: RLModuleSpec(
-                        module_class=ActorCriticModule,
-                        observation_space=info.observation_space,
-                        action_space=info.action_space,
-                        model_config={
-                            "obs_dim": info.layout.obs_dim,
-                            "id_dim": info.layout.id_dim,
-                            "state_dim": info.layout.state_dim,
-                            "hidden": list(experiment.model.hidden),
-                            "activation": experiment.model.activation,
-                            "centralized_critic": centralized,
-                            "value_normalization": self.value_normalization,
-                            "initial_log_std": self.initial_log_std,
-                        },
-                    )
-                    for policy_id, info in probe.policies.items()
-                }
+                rl_module_specs={policy_id: self.module_spec(info, experiment) for policy_id, info in probe.policies.items()}
             )
         )
 

@@ -53,7 +53,7 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
         mean = masked_mean_fn(mask.float() if mask is not None else None)
 
         dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
-        policy = self.policy_loss(module_id=module_id, config=config, batch=batch, dist=dist, mean=mean)
+        policy = self.policy_loss(module_id=module_id, config=config, batch=batch, fwd_out=fwd_out, dist=dist, mean=mean)
         entropy = mean(dist.entropy())
 
         targets = batch[Postprocessing.VALUE_TARGETS]
@@ -92,8 +92,11 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
         )
         return total_loss
 
-    def policy_loss(self, *, module_id, config, batch, dist, mean: MaskedMean) -> dict[str, torch.Tensor]:
+    def policy_loss(self, *, module_id, config, batch, fwd_out, dist, mean: MaskedMean) -> dict[str, torch.Tensor]:
         """The policy part of the loss: named terms, `pg_loss` being what is minimised.
+
+        `fwd_out` is the module's training output (`dist` is built from its
+        ACTION_DIST_INPUTS), for objectives that need more of it (BN-MAPPO).
 
         The rest of the loss (value loss, entropy bonus) and the logging are the same
         for every learner in the family; subclasses override only this.
