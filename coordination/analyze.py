@@ -8,6 +8,8 @@ Writes into DIR:
     policy_diversity.csv/.png  agent x agent mean Jensen-Shannon distance of their policies on
                          the same states (agents with the same spaces; others NaN)
     episode.gif          the first episode
+    dag_edge_frequency.csv, dag.png   joint (BN) policies: how often each agent acted as a
+                         parent of each other in the rollouts, and the graph drawn
     report.md            a short summary with the figures
 
 Scenario-specific parts, chosen from what the dataset holds:
@@ -31,6 +33,7 @@ import pandas as pd
 
 from coordination.metrics import (
     assignment_entropy,
+    dag_statistics,
     landmark_coverage,
     nearest_landmark_assignment,
     pairwise_action_mi,
@@ -38,7 +41,7 @@ from coordination.metrics import (
     positive_listening,
     positive_signalling,
 )
-from coordination.plots import plot_matrix
+from coordination.plots import plot_dag, plot_matrix
 from coordination.rollouts import (
     Intervention,
     actions_table,
@@ -63,10 +66,17 @@ def analyze(checkpoint: str | Path, out: str | Path, *, episodes: int = 50, infl
     metrics: dict[str, Any] = {"checkpoint": str(checkpoint), "episodes": episodes, "evaluation": evaluation.summary()}
 
     matrices = {}
+    joint = any(column.startswith("parent_") for column in frame.columns)
     if "action" in frame and frame["action"].notna().all():
         matrices["action_mi"] = pairwise_action_mi(actions_table(frame))
-        matrices["influence"] = influence_matrix(checkpoint, episodes=influence_episodes, seed=seed)
-        matrices["policy_diversity"] = diversity_matrix(checkpoint, episodes=influence_episodes, seed=seed)
+        if not joint:  # both step agents one by one; a joint policy acts for the whole team
+            matrices["influence"] = influence_matrix(checkpoint, episodes=influence_episodes, seed=seed)
+            matrices["policy_diversity"] = diversity_matrix(checkpoint, episodes=influence_episodes, seed=seed)
+    if joint:
+        frequency, statistics = graph_statistics(frame)
+        frequency.to_csv(out / "dag_edge_frequency.csv")
+        plot_dag(frequency, path=out / "dag.png")
+        metrics["dag"] = statistics
     for name, matrix in matrices.items():
         matrix.to_csv(out / f"{name}.csv")
         plot_matrix(matrix, title=_TITLES[name], path=out / f"{name}.png")
@@ -120,6 +130,20 @@ def landmark_metrics(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def graph_statistics(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    """A joint policy's execution graphs in a rollout dataset: the edge frequency matrix (row
+    = parent) and the mean density and depth (coordination.metrics.dag_statistics)."""
+    agents = list(pd.unique(frame["agent"]))
+    steps = frame.sort_values(["episode", "step"]).groupby(["episode", "step"], sort=False)
+    adjacency = np.stack([
+        np.array([[0.0 if parent == child else float(rows.set_index("agent").loc[child, f"parent_{parent}"]) for child in agents] for parent in agents])
+        for _, rows in steps
+    ])
+    statistics = dag_statistics(adjacency)
+    frequency = pd.DataFrame(statistics.edge_frequency, index=agents, columns=agents)
+    return frequency, {"edge_density": statistics.edge_density, "mean_depth": statistics.mean_depth}
+
+
 def speakers(frame: pd.DataFrame) -> list[str]:
     """Agents that never move, send messages and see a goal landmark (mpe2's speaker)."""
     if not {"message", "goal_landmark", "vx", "vy"} <= set(frame.columns):
@@ -167,6 +191,9 @@ def report(metrics: dict[str, Any], figures: list[str]) -> str:
             f"{entry['positive_signalling_max_nats']:.3f} nats; positive listening {listening['estimate']:.2f} "
             f"[{listening['low']:.2f}, {listening['high']:.2f}] (team return, actual minus random messages)"
         )
+    if "dag" in metrics:
+        dag = metrics["dag"]
+        lines.append(f"- execution graphs: edge density {dag['edge_density']:.3f}, mean depth {dag['mean_depth']:.2f} (dag.png)")
     lines += ["", "![episode](episode.gif)", ""]
     lines += [f"![{name}]({name}.png)" for name in figures]
     return "\n".join(lines) + "\n"

@@ -71,6 +71,10 @@ class Intervention:
         return actions
 
 
+def _policies(checkpoint: str | Path | CheckpointPolicies) -> CheckpointPolicies:
+    return checkpoint if isinstance(checkpoint, CheckpointPolicies) else CheckpointPolicies(checkpoint)
+
+
 def world_state_fields(env) -> dict[str, dict[str, float]]:
     """The scenario's own state per agent (see the module docstring); {} if it exposes none.
 
@@ -104,7 +108,7 @@ def world_state_fields(env) -> dict[str, dict[str, float]]:
 
 
 def collect_rollouts(
-    checkpoint: str | Path,
+    checkpoint: str | Path | CheckpointPolicies,
     *,
     episodes: int = 20,
     explore: bool = False,
@@ -112,7 +116,7 @@ def collect_rollouts(
     intervention: Intervention | None = None,
 ) -> pd.DataFrame:
     """Run `episodes` episodes (seeds seed, seed+1, ...) and return one row per (episode, step, agent)."""
-    policies = CheckpointPolicies(checkpoint)
+    policies = _policies(checkpoint)
     env = policies.make_env(seed=seed)
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
@@ -127,8 +131,11 @@ def collect_rollouts(
                 if intervention is not None:
                     actions = intervention.apply(actions, env.action_spaces, rng)
                 observations, rewards, terminateds, truncateds, _ = env.step(actions)
-                for agent, action in actions.items():
-                    rows.append(_row(episode, step, agent, action, probabilities.get(agent), rewards.get(agent, 0.0), state.get(agent, {})))
+                if hasattr(env, "team_agents"):  # a joint policy: one row per team agent, with its parents
+                    rows += _team_rows(episode, step, env, actions, policies, state)
+                else:
+                    for agent, action in actions.items():
+                        rows.append(_row(episode, step, agent, action, probabilities.get(agent), rewards.get(agent, 0.0), state.get(agent, {})))
                 step += 1
                 if terminateds["__all__"] or truncateds["__all__"]:
                     break
@@ -148,6 +155,21 @@ def _row(episode: int, step: int, agent: str, action, probabilities, reward: flo
     row["reward"] = float(reward)
     row.update(state)
     return row
+
+
+def _team_rows(episode: int, step: int, env, actions: dict[str, Any], policies: CheckpointPolicies, state) -> list[dict[str, Any]]:
+    """Rows of a joint (Bayesian-network) policy's step: each team agent's action, its action
+    probabilities given its parents' actual actions, its own reward, and `parent_<agent>` = 1
+    for each agent it conditioned on (the sampled graph; all 0 under the empty graph)."""
+    (team, joint), = actions.items()
+    output = policies.last_joint_output[team]
+    rows = []
+    for i, agent in enumerate(env.team_agents):
+        row = _row(episode, step, agent, int(np.asarray(joint).reshape(-1)[i]), output["probabilities"][i],
+                   env.agent_rewards.get(agent, 0.0), state.get(agent, {}))
+        row.update({f"parent_{other}": float(output["adjacency"][j, i]) for j, other in enumerate(env.team_agents) if j != i})
+        rows.append(row)
+    return rows
 
 
 def save_rollouts(frame: pd.DataFrame, path: str | Path) -> Path:
@@ -188,7 +210,7 @@ def influence_matrix(checkpoint: str | Path | CheckpointPolicies, *, episodes: i
     `coordination.metrics.social_influence`. In simultaneous-move scenarios an agent can
     only influence another through the world, so the influence is on the next step.
     """
-    policies = checkpoint if isinstance(checkpoint, CheckpointPolicies) else CheckpointPolicies(checkpoint)
+    policies = _policies(checkpoint)
     env = policies.make_env(seed=seed)
     agents = list(env.possible_agents)
     discrete = [a for a in agents if not env.action_spaces[a].shape]
@@ -267,7 +289,7 @@ def diversity_matrix(checkpoint: str | Path | CheckpointPolicies, *, episodes: i
     observation and action spaces are compared (others are NaN). 0: interchangeable
     agents; large: specialised roles.
     """
-    policies = checkpoint if isinstance(checkpoint, CheckpointPolicies) else CheckpointPolicies(checkpoint)
+    policies = _policies(checkpoint)
     env = policies.make_env(seed=seed)
     agents = [a for a in env.possible_agents if not env.action_spaces[a].shape]
     groups: dict[tuple, list[str]] = {}

@@ -133,7 +133,9 @@ class CheckpointPolicies:
         # Policy ensembles (MADDPG's ensemble_size K > 1): each agent acts with one sub-policy per
         # episode, drawn in `start_episode`, as in training.
         self._subpolicy: dict[str, int] = {}
-        # Joint policies act for the whole team in one forward pass, over a graph of agents.
+        # Joint policies act for the whole team in one forward pass, over a graph of agents;
+        # `last_joint_output[team agent]` keeps the last pass's per-agent view (rollout datasets).
+        self.last_joint_output: dict[str, dict[str, np.ndarray]] = {}
         self.joint = any(hasattr(self.modules[policy_id], "execution_graph") for policy_id in set(self.mapping.values()))
 
     def start_episode(self, agents: list[str], rng: np.random.Generator) -> None:
@@ -178,8 +180,10 @@ class CheckpointPolicies:
             obs = torch.as_tensor(np.stack([observations[a] for a in agents]))
             if self.joint:  # the module picks every agent's action itself, in its graph's order
                 forward = module.forward_exploration if explore else module.forward_inference
-                for agent, action in zip(agents, forward({Columns.OBS: obs})[Columns.ACTIONS].numpy()):
+                output = forward({Columns.OBS: obs})
+                for row, (agent, action) in enumerate(zip(agents, output[Columns.ACTIONS].numpy())):
                     actions[agent], probabilities[agent] = action, None
+                    self.last_joint_output[agent] = joint_output_per_agent(output, row)
                 continue
             batch = {Columns.OBS: obs}
             if self._subpolicy:
@@ -196,6 +200,20 @@ class CheckpointPolicies:
                     actions[agent] = unsquash_action(action, space) if self.normalize_actions else action
                     probabilities[agent] = None
         return actions, probabilities
+
+
+def joint_output_per_agent(output: dict[str, Any], row: int) -> dict[str, np.ndarray]:
+    """A joint policy's forward output for one team (batch row): every agent's action
+    probabilities given its parents' actual actions, (n, A), and the graph it acted on,
+    (n, n) with [j, i] = 1 when j is a parent of i."""
+    from marl.algorithms.bn.module import ADJACENCY
+
+    logits = output[Columns.ACTION_DIST_INPUTS][row]
+    n = output[Columns.ACTIONS].shape[-1]
+    return {
+        "probabilities": torch.softmax(logits.reshape(n, -1), dim=-1).numpy(),
+        "adjacency": output[ADJACENCY][row].reshape(n, n).numpy(),
+    }
 
 
 @contextmanager

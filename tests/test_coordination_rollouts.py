@@ -179,3 +179,28 @@ def test_per_agent_policies_differ_and_speaker_listener_cannot_be_compared(speak
     assert (diversity.to_numpy()[~np.eye(3, dtype=bool)] > 0).all()
     across = diversity_matrix(speaker_listener_checkpoint, episodes=1).to_numpy()
     assert np.isnan(across[~np.eye(2, dtype=bool)]).all()  # different spaces: not comparable
+
+
+def test_joint_policy_rollouts_have_one_row_per_agent_with_its_parents(tmp_path):
+    """BN-MAPPO acts for the whole team; the dataset still has a row per agent with its own
+    reward (the coordination game's reward is shared), its parents form a DAG, and the empty
+    graph has no parents. (Greedy BN rollouts still sample graphs, so returns are not compared
+    with a separate evaluation.)"""
+    import networkx as nx
+
+    overrides = ["resources.num_env_runners=0", "resources.num_envs_per_env_runner=2", "training.train_batch_size=200",
+                 "training.num_epochs=1", "stop.env_steps=200"]
+    config = load_config(REPO / "configs" / "bn_mappo_coordination_game.yaml", overrides)
+    checkpoint = latest_checkpoint(train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=1))
+    frame = collect_rollouts(checkpoint, episodes=2, seed=5)
+    agents = ["agent_0", "agent_1", "agent_2"]
+    assert len(frame) == 2 * 25 * 3 and list(pd.unique(frame.agent)) == agents
+    assert (frame.groupby(["episode", "step"])["reward"].nunique() == 1).all()
+    for _, rows in frame.groupby(["episode", "step"]):
+        graph = nx.DiGraph([(parent, row.agent) for row in rows.itertuples() for parent in agents
+                            if parent != row.agent and getattr(row, f"parent_{parent}") == 1.0])
+        assert nx.is_directed_acyclic_graph(graph)
+    policies = CheckpointPolicies(checkpoint)
+    policies.set_execution_graph("empty")
+    empty = collect_rollouts(policies, episodes=1, seed=5)
+    assert (empty[[f"parent_{a}" for a in agents]].fillna(0.0) == 0.0).all().all()

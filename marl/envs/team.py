@@ -83,6 +83,7 @@ class TeamMultiAgentEnv(MultiAgentEnv):
         self.observation_spaces = {TEAM: gym.spaces.Box(-np.inf, np.inf, (self.layout.total_dim,), np.float32)}
         self.action_spaces = {TEAM: gym.spaces.MultiDiscrete([self.layout.num_actions] * self.layout.n_agents)}
         self.agent_infos: dict[str, Any] = {}  # the last step's per-agent infos (scenario metrics read them)
+        self.agent_rewards: dict[str, float] = {}  # the last step's per-agent rewards (rollout datasets read them)
 
     @property
     def env(self):
@@ -110,6 +111,7 @@ class TeamMultiAgentEnv(MultiAgentEnv):
                 f"agents {missing} left the episode early; a team (joint) policy needs every agent until the end"
             )
         self.agent_infos = infos
+        self.agent_rewards = {agent: float(reward) for agent, reward in rewards.items()}
         team_reward = float(sum(rewards.values()))
         # The team's own flags follow the agents' (all of them), "__all__" the adapter's: with
         # `scenario.bootstrap_at_time_limit` the agents are not flagged at the time limit, only
