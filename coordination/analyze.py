@@ -4,6 +4,8 @@ Writes into DIR:
     rollouts.parquet     the greedy rollout dataset (coordination.rollouts.collect_rollouts)
     metrics.json         every number below, plus `marl evaluate`'s returns and task metrics
     action_mi.csv/.png   agent x agent action mutual information (nats; diagonal = entropy)
+    action_mi_given_state.csv/.png   the same conditional on the scenario's state, where it
+                         exposes a discrete one with few values (the coordination game)
     influence.csv/.png   agent x agent causal influence (row on column, nats)
     policy_diversity.csv/.png  agent x agent mean Jensen-Shannon distance of their policies on
                          the same states (agents with the same spaces; others NaN)
@@ -68,7 +70,11 @@ def analyze(checkpoint: str | Path, out: str | Path, *, episodes: int = 50, infl
     matrices = {}
     joint = any(column.startswith("parent_") for column in frame.columns)
     if "action" in frame and frame["action"].notna().all():
-        matrices["action_mi"] = pairwise_action_mi(actions_table(frame))
+        table = actions_table(frame)
+        matrices["action_mi"] = pairwise_action_mi(table)
+        state = discrete_state_labels(frame, table.index)
+        if state is not None:  # remove the shared cause: agents reacting to the same state
+            matrices["action_mi_given_state"] = pairwise_action_mi(table, state=state)
         if not joint:  # both step agents one by one; a joint policy acts for the whole team
             matrices["influence"] = influence_matrix(checkpoint, episodes=influence_episodes, seed=seed)
             matrices["policy_diversity"] = diversity_matrix(checkpoint, episodes=influence_episodes, seed=seed)
@@ -91,6 +97,7 @@ def analyze(checkpoint: str | Path, out: str | Path, *, episodes: int = 50, infl
 
 _TITLES = {
     "action_mi": "action mutual information (nats)",
+    "action_mi_given_state": "action mutual information given the state (nats)",
     "influence": "causal influence, row on column (nats)",
     "policy_diversity": "policy diversity: mean JS distance on shared states",
 }
@@ -128,6 +135,23 @@ def landmark_metrics(frame: pd.DataFrame) -> dict[str, Any]:
         "assignment_entropy_max": float(np.log(min(math.factorial(agent_pos.shape[1]), len(assignments)))),
         "per_agent_landmark_entropy": dict(zip(agents, map(float, per_agent_landmark_entropy(assignments)))),
     }
+
+
+MAX_STATE_LABELS = 64
+"""Condition action MI on the scenario's state only when it takes few values (e.g. the
+coordination game's bits): with more labels than that the plug-in estimate has too few
+samples per state to mean anything."""
+
+
+def discrete_state_labels(frame: pd.DataFrame, index: pd.MultiIndex) -> np.ndarray | None:
+    """One label per (episode, step) of `index` from the `state_<k>` columns, or None when the
+    scenario exposes no such state or it takes more than MAX_STATE_LABELS values."""
+    columns = sorted((c for c in frame.columns if c.startswith("state_")), key=lambda c: int(c.split("_")[1]))
+    if not columns:
+        return None
+    per_step = frame.drop_duplicates(["episode", "step"]).set_index(["episode", "step"]).loc[index, columns]
+    labels = per_step.astype(str).agg("|".join, axis=1).to_numpy()
+    return labels if len(set(labels)) <= MAX_STATE_LABELS else None
 
 
 def graph_statistics(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:

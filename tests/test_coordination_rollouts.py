@@ -204,3 +204,12 @@ def test_joint_policy_rollouts_have_one_row_per_agent_with_its_parents(tmp_path)
     policies.set_execution_graph("empty")
     empty = collect_rollouts(policies, episodes=1, seed=5)
     assert (empty[[f"parent_{a}" for a in agents]].fillna(0.0) == 0.0).all().all()
+    from coordination.analyze import analyze
+
+    metrics = analyze(checkpoint, tmp_path / "analysis", episodes=3)
+    assert 0.0 <= metrics["dag"]["edge_density"] <= 1.0
+    for name in ("dag.png", "dag_edge_frequency.csv", "action_mi.csv", "action_mi_given_state.csv"):
+        assert (tmp_path / "analysis" / name).is_file(), name
+    given_state = pd.read_csv(tmp_path / "analysis" / "action_mi_given_state.csv", index_col=0)
+    assert (given_state.to_numpy() >= -1e-12).all() and list(given_state.index) == agents
+    assert "influence" not in metrics  # a joint policy acts for the whole team
