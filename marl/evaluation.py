@@ -125,11 +125,23 @@ class CheckpointPolicies:
     def __init__(self, checkpoint: str | Path):
         self.checkpoint = resolve_checkpoint(checkpoint)
         self.meta = read_meta(self.checkpoint)
-        self.modules = MultiRLModule.from_checkpoint(str(self.checkpoint / RL_MODULE_PATH))
-        self.mapping: dict[str, str] = self.meta["policy_mapping"]
+        modules = MultiRLModule.from_checkpoint(str(self.checkpoint / RL_MODULE_PATH))
         # As the env runners did: PPO's Gaussian acts in [-1, 1] and is rescaled; MADDPG's
         # module returns env-unit actions. (Checkpoints from before this key: rescaled.)
-        self.normalize_actions: bool = self.meta.get("normalize_actions", True)
+        self._set_modules(modules, self.meta["policy_mapping"], normalize_actions=self.meta.get("normalize_actions", True))
+
+    @classmethod
+    def from_modules(cls, modules, mapping: dict[str, str], *, normalize_actions: bool = True) -> "CheckpointPolicies":
+        """Policies from modules in memory (tests, notebooks), without a checkpoint or an env."""
+        policies = cls.__new__(cls)
+        policies.checkpoint, policies.meta = None, {}
+        policies._set_modules(modules, mapping, normalize_actions=normalize_actions)
+        return policies
+
+    def _set_modules(self, modules, mapping: dict[str, str], *, normalize_actions: bool) -> None:
+        self.modules = modules
+        self.mapping: dict[str, str] = dict(mapping)
+        self.normalize_actions = normalize_actions
         # Policy ensembles (MADDPG's ensemble_size K > 1): each agent acts with one sub-policy per
         # episode, drawn in `start_episode`, as in training.
         self._subpolicy: dict[str, int] = {}

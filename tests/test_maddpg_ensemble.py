@@ -148,10 +148,9 @@ def test_a_single_policy_keeps_the_plain_layout():
 
 def test_evaluation_draws_a_sub_policy_per_agent_and_episode_and_acts_with_it():
     learner, _ = build_learner("training.ensemble_size=3")
-    policies = CheckpointPolicies.__new__(CheckpointPolicies)  # the checkpoint's modules, without a checkpoint
-    policies.modules = {agent: learner.module[agent].unwrapped() for agent in AGENTS}
-    policies.mapping = {agent: agent for agent in AGENTS}
-    policies.normalize_actions = False
+    policies = CheckpointPolicies.from_modules(
+        {agent: learner.module[agent].unwrapped() for agent in AGENTS}, {agent: agent for agent in AGENTS}, normalize_actions=False
+    )
     spaces = {agent: gym.spaces.Discrete(5) for agent in AGENTS}
     observations = {agent: np.random.default_rng(1).normal(size=18).astype(np.float32) for agent in AGENTS}
     rng = np.random.default_rng(0)
