@@ -49,8 +49,8 @@ from coordination.rollouts import (
     actions_table,
     collect_rollouts,
     diversity_matrix,
+    episode_returns,
     influence_matrix,
-    paired_returns,
     save_rollouts,
 )
 from marl.evaluation import evaluate
@@ -180,10 +180,14 @@ def speakers(frame: pd.DataFrame) -> list[str]:
 
 
 def communication_metrics(frame: pd.DataFrame, checkpoint, *, episodes: int, seed: int) -> dict[str, Any]:
+    """Signalling and listening per speaker; `frame` holds the greedy rollouts of seeds
+    seed, seed+1, ..., which are the actual-message side of the paired comparison."""
     results = {}
+    actual = episode_returns(frame).to_numpy()
     for speaker in speakers(frame):
         rows = frame[frame.agent == speaker]
-        actual, intervened = paired_returns(checkpoint, Intervention(speaker, "random"), episodes=episodes, seed=seed)
+        intervened = collect_rollouts(checkpoint, episodes=episodes, seed=seed, intervention=Intervention(speaker, "random"))
+        intervened = episode_returns(intervened).to_numpy()
         listening = positive_listening(actual, intervened, np.random.default_rng(seed), paired=True)
         results[speaker] = {
             "positive_signalling_nats": positive_signalling(rows["action"].to_numpy(), rows["goal_landmark"].to_numpy()),

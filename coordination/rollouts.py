@@ -75,6 +75,14 @@ def _policies(checkpoint: str | Path | CheckpointPolicies) -> CheckpointPolicies
     return checkpoint if isinstance(checkpoint, CheckpointPolicies) else CheckpointPolicies(checkpoint)
 
 
+def _start_episode(env, policies: CheckpointPolicies, seed: int) -> dict[str, np.ndarray]:
+    """Reset the scenario with `seed` and draw the episode's ensemble sub-policies, as
+    `marl evaluate` does; the first observations."""
+    observations, _ = env.reset(seed=seed)
+    policies.start_episode(list(env.possible_agents), np.random.default_rng(seed))
+    return observations
+
+
 def world_state_fields(env) -> dict[str, dict[str, float]]:
     """The scenario's own state per agent (see the module docstring); {} if it exposes none.
 
@@ -122,8 +130,7 @@ def collect_rollouts(
     rows: list[dict[str, Any]] = []
     try:
         for episode in range(episodes):
-            observations, _ = env.reset(seed=seed + episode)
-            policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))  # as evaluate does
+            observations = _start_episode(env, policies, seed + episode)
             step = 0
             while True:
                 state = world_state_fields(env.env)
@@ -218,8 +225,7 @@ def influence_matrix(checkpoint: str | Path | CheckpointPolicies, *, episodes: i
     counts = pd.DataFrame(0, index=agents, columns=agents)
     try:
         for episode in range(episodes):
-            observations, _ = env.reset(seed=seed + episode)
-            policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))  # as evaluate does
+            observations = _start_episode(env, policies, seed + episode)
             while True:
                 actions, probabilities = policies.act_with_probabilities(observations, env.action_spaces, explore=False)
                 state = WorldSnapshot(env)
@@ -252,21 +258,18 @@ class WorldSnapshot:
     """
 
     def __init__(self, env):
-        self._attributes = {name: value for name, value in env.env.unwrapped.__dict__.items() if _copyable(value)}
-        self._attributes = copy.deepcopy(self._attributes)
+        memo: dict = {}  # one memo for all attributes: objects they share stay shared in the copy
+        self._attributes = {}
+        for name, value in env.env.unwrapped.__dict__.items():
+            try:
+                self._attributes[name] = copy.deepcopy(value, memo)
+            except TypeError:
+                continue
         self._agents = list(env.agents)
 
     def restore(self, env) -> None:
         env.env.unwrapped.__dict__.update(copy.deepcopy(self._attributes))
         env.agents = list(self._agents)
-
-
-def _copyable(value) -> bool:
-    try:
-        copy.deepcopy(value)
-    except TypeError:
-        return False
-    return True
 
 
 def _next_distributions(policies: CheckpointPolicies, env, state: WorldSnapshot, actions: dict[str, Any], agent: str):
@@ -298,8 +301,7 @@ def diversity_matrix(checkpoint: str | Path | CheckpointPolicies, *, episodes: i
     seen: dict[str, list[np.ndarray]] = {agent: [] for agent in agents}
     try:
         for episode in range(episodes):
-            observations, _ = env.reset(seed=seed + episode)
-            policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))  # as evaluate does
+            observations = _start_episode(env, policies, seed + episode)
             while True:
                 for agent in agents:
                     if agent in observations:

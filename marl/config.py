@@ -171,6 +171,24 @@ class ExperimentConfig(StrictModel):
         return self.name or f"{self.algorithm}_{self.scenario.name.replace(':', '_').replace('.', '_')}"
 
 
+def assign_agents(agents: list[str], groups: dict[str, list[str]], *, key: str, noun: str) -> dict[str, str]:
+    """agent -> its group, checked: every group member is a scenario agent and every agent is in
+    exactly one group. `key` names the config entry in errors (`policies.groups`, `teams`),
+    `noun` what a group is called there."""
+    assigned: dict[str, str] = {}
+    for group, members in groups.items():
+        for agent in members:
+            if agent not in agents:
+                raise ConfigError(f"{key}.{group}: unknown agent {agent!r}; the scenario's agents are {agents}")
+            if agent in assigned:
+                raise ConfigError(f"{key}: agent {agent!r} is in both {assigned[agent]!r} and {group!r}")
+            assigned[agent] = group
+    missing = [agent for agent in agents if agent not in assigned]
+    if missing:
+        raise ConfigError(f"{key}: agents {missing} are in no {noun}; add them to one")
+    return assigned
+
+
 def _describe(error: ValidationError) -> str:
     """The first pydantic error as 'key.path: problem'."""
     first = error.errors()[0]

@@ -33,6 +33,7 @@ from ray.rllib.utils.spaces.space_utils import unsquash_action
 from marl.algorithms.maddpg.replay import SUBPOLICY
 from marl.envs.adapter import PettingZooMultiAgentEnv
 from marl.envs.metrics import metrics_for, wants_benchmark_data
+from marl.config import assign_agents
 from marl.errors import ConfigError
 from marl.training.checkpoints import read_meta, resolve_checkpoint
 
@@ -51,17 +52,7 @@ def teams_of(agents: list[str], teams: dict[str, list[str]] | None = None) -> di
         for agent in agents:
             grouped.setdefault(name_prefix(agent), []).append(agent)
         return grouped
-    seen: dict[str, str] = {}
-    for team, members in teams.items():
-        for agent in members:
-            if agent not in agents:
-                raise ConfigError(f"teams.{team}: unknown agent {agent!r}; the scenario's agents are {agents}")
-            if agent in seen:
-                raise ConfigError(f"teams: agent {agent!r} is in both {seen[agent]!r} and {team!r}")
-            seen[agent] = team
-    missing = [agent for agent in agents if agent not in seen]
-    if missing:
-        raise ConfigError(f"teams: agents {missing} are in no team; add them to one")
+    assign_agents(agents, teams, key="teams", noun="team")
     return {team: list(members) for team, members in teams.items()}
 
 

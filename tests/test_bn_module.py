@@ -16,18 +16,17 @@ from marl.algorithms.bn.module import ADJACENCY, AGENT_LOGP, DENSITY, SEEN_PAREN
 from marl.config import load_config
 from marl.envs.team import TEAM
 from marl.errors import ConfigError
+from marl.evaluation import one_torch_thread
 from tests.test_training import REPO
 
 N = 5
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
+def single_torch_thread():
     """Tiny networks: on a shared machine extra threads only wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def _experiment(*overrides: str):

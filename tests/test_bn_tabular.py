@@ -12,16 +12,15 @@ from marl.algorithms.bn.tabular import (
     joint_bits,
     train_exact_policy_gradient,
 )
+from marl.evaluation import one_torch_thread
 from scenarios.coordination_game import vectorized_env
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
+def single_torch_thread():
     """Tiny matrices: on a shared machine extra threads only wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def _policy(n, dag, runs=1, seed=0, init_std=1.0):

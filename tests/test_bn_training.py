@@ -12,7 +12,7 @@ import pytest
 
 from marl.cli import main
 from marl.config import load_config
-from marl.evaluation import evaluate
+from marl.evaluation import evaluate, one_torch_thread
 from marl.training.checkpoints import latest_checkpoint, read_meta
 from marl.training.runner import train
 from tests.test_training import REPO
@@ -27,14 +27,10 @@ TINY = [
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
+def single_torch_thread():
     """The driver samples (0 env runners) and learns with tiny networks: extra threads only contend."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def _rows(run_dir):

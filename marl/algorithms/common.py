@@ -15,6 +15,7 @@ import gymnasium as gym
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 from marl.envs.adapter import ObservationLayout, PettingZooMultiAgentEnv, ScenarioSpec, scenario_env_config
+from marl.config import assign_agents
 from marl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,18 +39,7 @@ def policy_mapping(experiment: ExperimentConfig, agents: list[str]) -> dict[str,
         return {agent: agent for agent in agents}
     if policies.sharing == "shared":
         return {agent: "shared" for agent in agents}
-    mapping: dict[str, str] = {}
-    for group, members in policies.groups.items():
-        for agent in members:
-            if agent not in agents:
-                raise ConfigError(f"policies.groups.{group}: unknown agent {agent!r}; the scenario's agents are {agents}")
-            if agent in mapping:
-                raise ConfigError(f"policies.groups: agent {agent!r} is in both {mapping[agent]!r} and {group!r}")
-            mapping[agent] = group
-    missing = [agent for agent in agents if agent not in mapping]
-    if missing:
-        raise ConfigError(f"policies.groups: agents {missing} are in no group; add them to one")
-    return mapping
+    return assign_agents(agents, policies.groups, key="policies.groups", noun="group")
 
 
 @dataclass(frozen=True)
