@@ -26,6 +26,8 @@ from tests.test_maddpg_learner import AGENTS, GAMMA, LOGITS_REG, ROWS, build_lea
 from tests.test_training import _tiny
 
 K = 2
+# Sub-policies are drawn by an env-to-module connector, which only RLlib's own env runner runs.
+ENSEMBLE_BACKEND = ("scenario.backend=pettingzoo",)
 
 
 def ensemble_rows(seed: int = 0):
@@ -49,7 +51,7 @@ def test_actor_ensemble_answers_each_row_with_its_sub_policy():
 
 
 def test_each_sub_policy_learns_only_from_its_own_rows():
-    learner, rllib_config = build_learner(f"training.ensemble_size={K}")
+    learner, rllib_config = build_learner(f"training.ensemble_size={K}", *ENSEMBLE_BACKEND)
     module = learner.module["agent_0"].unwrapped()
     assert isinstance(module.actor, ActorEnsemble) and len(module.actor) == K
     settings = learner.config.learner_config_dict
@@ -93,13 +95,13 @@ def test_sub_policy_buffers_hold_only_their_own_rows():
 
 def test_ensembles_need_one_policy_per_agent():
     with pytest.raises(ConfigError, match="ensemble_size"):
-        _tiny("maddpg_simple_spread", "training.ensemble_size=3", "policies.sharing=shared")
+        _tiny("maddpg_simple_spread", "training.ensemble_size=3", "policies.sharing=shared", *ENSEMBLE_BACKEND)
 
 
 def test_env_runner_draws_one_sub_policy_per_agent_and_episode():
     # With inferred policies as well: both of the paper's features in one real training loop.
     config = _tiny(
-        "maddpg_simple_spread", f"training.ensemble_size={K + 1}", "training.infer_policies=true",
+        "maddpg_simple_spread", f"training.ensemble_size={K + 1}", "training.infer_policies=true", *ENSEMBLE_BACKEND,
         "resources.num_env_runners=0", "training.batch_size=16",
     )
     with ray_session(None):
@@ -147,7 +149,7 @@ def test_a_single_policy_keeps_the_plain_layout():
 
 
 def test_evaluation_draws_a_sub_policy_per_agent_and_episode_and_acts_with_it():
-    learner, _ = build_learner("training.ensemble_size=3")
+    learner, _ = build_learner("training.ensemble_size=3", *ENSEMBLE_BACKEND)
     policies = CheckpointPolicies.from_modules(
         {agent: learner.module[agent].unwrapped() for agent in AGENTS}, {agent: agent for agent in AGENTS}, normalize_actions=False
     )

@@ -122,8 +122,8 @@ def test_soft_gumbel_softmax_on_continuous_actions(tmp_path):
 
 
 def test_configs_maddpg_cannot_run_are_rejected_before_ray():
-    with pytest.raises(ConfigError, match="scenario.backend"):
-        _tiny("maddpg_simple_spread", "scenario.backend=vectorized")
+    with pytest.raises(ConfigError, match="training.ensemble_size.*scenario.backend: pettingzoo"):
+        _tiny("maddpg_simple_spread", "scenario.backend=vectorized", "training.ensemble_size=2")
     config = _tiny("maddpg_simple_spread", "training.hard=false")  # soft samples, integer actions
     with pytest.raises(ConfigError, match="training.hard"):
         config.training.to_rllib(config, num_gpus_per_learner=0)

@@ -4,7 +4,8 @@ Runners are built in process (no Ray cluster), as RLlib builds a remote one:
 - episode chunks built from arrays equal the step-by-step ones after the learner connector
   (GAE, value targets, loss mask: everything the losses read);
 - with deterministic actions and the same seeds and weights, the vectorized runner and
-  RLlib's `MultiAgentEnvRunner` over the PettingZoo adapter produce the same episodes
+  RLlib's `MultiAgentEnvRunner` over the PettingZoo adapter produce the same episodes (PPO's
+  modules, which RLlib samples from, and MADDPG's, which return their actions)
   (observations and rewards within the backend's 1e-5, identical discrete actions), over several
   episodes per world, so unseeded resets continue the same streams;
 - with exploration, the learner's log-probabilities of the stored actions equal the stored
@@ -37,6 +38,9 @@ CASES = {
     # A project scenario's own twin (scenarios/coordination_game.py); the critic's state is
     # the scenario's state(), not the concatenated observations.
     "mappo_coordination_game": ("mappo_coordination_game.yaml", []),
+    # A module that returns its actions itself (MADDPG's Gumbel-softmax sample; greedy here):
+    # taken as they are, as RLlib's GetActions does, with no log-probability added.
+    "maddpg_spread": ("maddpg_simple_spread.yaml", []),
 }
 NUM_ENVS = 3
 
@@ -100,7 +104,8 @@ def test_same_episodes_as_rllib_runner_with_deterministic_actions(case):
             else:  # a batched forward pass over other rows may differ in the last float bits
                 np.testing.assert_allclose(mine.get_actions(), sa.get_actions(), atol=1e-6)
             np.testing.assert_allclose(mine.get_rewards(), sa.get_rewards(), atol=1e-5)
-            for key in (Columns.ACTION_DIST_INPUTS, Columns.ACTION_LOGP):
+            assert set(mine.extra_model_outputs) == set(sa.extra_model_outputs)
+            for key in {Columns.ACTION_DIST_INPUTS, Columns.ACTION_LOGP} & set(sa.extra_model_outputs):
                 np.testing.assert_allclose(mine.get_extra_model_outputs(key), sa.get_extra_model_outputs(key), atol=1e-4)
 
 

@@ -8,8 +8,9 @@ scenario with a vectorized twin (`marl/envs/vectorized/`), this runner instead
 - steps all `num_envs_per_env_runner` worlds with one numpy call;
 - lays out every agent's `[own obs | one-hot id | state]` for all worlds at once
   (`marl.envs.adapter.layout_observations`, the adapter's own function);
-- runs one forward pass per policy over all of its (world, agent) rows and samples
-  from the module's action distribution, as RLlib's `GetActions` connector does;
+- runs one forward pass per policy over all of its (world, agent) rows and takes the
+  module's actions or samples them from its action distribution, as RLlib's
+  `GetActions` connector does (so PPO's and MADDPG's modules both act here);
 - records into step-major arrays and builds the episode chunks from them at the end
   (`marl.rllib.episodes`), so the learner side (GAE, value normalisation, every loss)
   runs unchanged on the same kind of data as with the stock runner;
@@ -156,13 +157,8 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
             # eval()/train() round trip over all submodules per call, and these modules are
             # kept in eval mode (make_module) under no_grad (this method).
             out = module._forward_exploration(batch) if explore else module._forward_inference(batch)
-            dist_cls = module.get_exploration_action_dist_cls() if explore else module.get_inference_action_dist_cls()
-            dist = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
-            if not explore:
-                dist = dist.to_deterministic()
-            sampled = dist.sample()
+            sampled = _actions_as_get_actions_would(module, out, explore)
             columns = {k: v.cpu().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
-            columns[Columns.ACTION_LOGP] = dist.logp(sampled).cpu().numpy()
             sampled = sampled.cpu().numpy()
             for k, agent in enumerate(members):
                 rows = slice(k * self.num_envs, (k + 1) * self.num_envs)
@@ -297,6 +293,26 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
             count = env_steps * len(members)
             self.metrics.log_value((NUM_MODULE_STEPS_SAMPLED, module_id), count, reduce="sum")
             self.metrics.log_value((NUM_MODULE_STEPS_SAMPLED_LIFETIME, module_id), count, reduce="lifetime_sum")
+
+
+def _actions_as_get_actions_would(module, out: dict[str, Any], explore: bool) -> torch.Tensor:
+    """Pop the module's actions from `out`, sampling them first as RLlib's `GetActions` connector does.
+
+    A module that returns ACTIONS itself (MADDPG's Gumbel-softmax sample) is taken as is;
+    otherwise the actions are drawn from its action distribution (the greedy one when not
+    exploring) and their ACTION_LOGP is added to `out`. What stays in `out` is recorded
+    as the episode's extra model outputs, as on the stock path.
+    """
+    if Columns.ACTIONS in out:
+        return out.pop(Columns.ACTIONS)
+    dist_cls = module.get_exploration_action_dist_cls() if explore else module.get_inference_action_dist_cls()
+    dist = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
+    if not explore:
+        dist = dist.to_deterministic()
+    sampled = dist.sample()
+    if Columns.ACTION_LOGP not in out:
+        out[Columns.ACTION_LOGP] = dist.logp(sampled)
+    return sampled
 
 
 def _refuse_unsupported(config) -> None:

@@ -102,13 +102,14 @@ class MADDPGConfig(StrictModel):
 
     @classmethod
     def supports_backend(cls, backend: str) -> bool:
-        """The vectorized env runner samples from an action distribution; MADDPG's module returns actions."""
-        return backend == "pettingzoo"
+        """Both: the vectorized env runner takes the actions MADDPG's module returns, as RLlib's runner does."""
+        return backend in ("pettingzoo", "vectorized")
 
     def check_compatible(self, experiment: ExperimentConfig) -> None:
-        if not self.supports_backend(experiment.scenario.backend):
+        if self.ensemble_size > 1 and experiment.scenario.backend == "vectorized":
             raise ConfigError(
-                f"scenario.backend: {experiment.scenario.backend!r} is not supported by maddpg yet; use pettingzoo"
+                f"training.ensemble_size: {self.ensemble_size} draws sub-policies in an env-to-module connector, "
+                "which the vectorized runner does not run; set scenario.backend: pettingzoo"
             )
         if self.ensemble_size > 1 and experiment.policies.sharing != "per_agent":
             raise ConfigError(
