@@ -124,7 +124,9 @@ def _evaluation_columns(greedy: dict[str, dict], stochastic: dict[str, dict]) ->
     if "empty" in greedy:  # bn_mappo: decentralised execution
         columns["eval_greedy_return_empty_dag"] = greedy["empty"]["team_return"]["mean"]
         columns["eval_stochastic_return_empty_dag"] = stochastic["empty"]["team_return"]["mean"]
-    return {**columns, **{f"eval_stochastic_{k}": v["mean"] for k, v in stochastic[main]["metrics"].items()}}
+    for mode, summaries in (("greedy", greedy), ("stochastic", stochastic)):  # the scenario's task metrics
+        columns.update({f"eval_{mode}_{k}": v["mean"] for k, v in summaries[main]["metrics"].items()})
+    return columns
 
 
 def report(out: Path, labels: list[str], seeds: list[int]) -> None:
