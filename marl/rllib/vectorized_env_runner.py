@@ -56,6 +56,7 @@ from marl.algorithms.common import invert_mapping
 from marl.envs.adapter import PettingZooMultiAgentEnv, distinct_seed, layout_observations
 from marl.envs.vectorized import make_vectorized
 from marl.rllib.episodes import build_episode_chunk, slice_agents
+from marl.rllib.metrics import episode_window, log_episode_metrics
 
 
 class VectorizedEnv:
@@ -278,6 +279,14 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
                     self._ongoing_episodes_for_metrics[chunk.id_].append(chunk)
                     self._episode_t[b] += last - start
         return returned
+
+    def _log_episode_metrics(self, length, ret, sec, agents=None, modules=None, agent_steps=None) -> None:
+        """RLlib's per-episode metrics (called by the stock `get_metrics`), logged without `log_dict`."""
+        log_episode_metrics(
+            self.metrics,
+            window=episode_window(self.config.metrics_num_episodes_for_smoothing, self.config.num_env_runners),
+            length=length, episode_return=ret, seconds=sec, agents=agents, modules=modules, agent_steps=agent_steps,
+        )
 
     def _log_counters(self, env_steps: int, episodes: int) -> None:
         """The stock per-step counters, logged once with their totals (they are sums)."""

@@ -33,6 +33,7 @@ from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
 from marl.algorithms.dpo.losses import adapt_coefficient, dpo_policy_terms
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
 from marl.algorithms.ppo.losses import MaskedMean
+from marl.rllib.metrics import log_terms
 
 # The learner-state key under which the coefficients are checkpointed.
 COEFFICIENTS_STATE_KEY = "dpo_coefficients"
@@ -106,7 +107,7 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
         for module_id, (kl, sqrt_kl) in measured.items():
             # Replace the last minibatch's values (window 1) with the iteration means
             # the coefficients were adapted from.
-            self.metrics.log_dict({"kl": kl, "sqrt_kl": sqrt_kl}, key=module_id, window=1)
+            log_terms(self.metrics, {"kl": kl, "sqrt_kl": sqrt_kl}, key=module_id)
 
     def _measured_divergences(self) -> dict[str, tuple[float, float]]:
         """module -> (mean KL, mean sqrt-KL) over this iteration's minibatches.

@@ -49,6 +49,7 @@ from marl.algorithms.maddpg.losses import (
     polyak_update,
 )
 from marl.algorithms.maddpg.replay import ENSEMBLE_FIELDS, SUBPOLICY, Rows
+from marl.rllib.metrics import log_terms
 
 LOGGED_TERMS = ("critic_loss", "actor_loss", "q_mean", "target_q_mean", "logits_reg")
 INFERENCE_TERMS = ("approx_loss", "approx_nll", "approx_entropy")  # logged too with infer_policies
@@ -115,7 +116,7 @@ class MADDPGTorchLearner(TorchLearner):
             inference = self.approximation_terms(module, joint, entropy_coeff=settings["infer_entropy_coeff"])
             loss = loss + inference["approx_loss"]
             logged.update({name: inference[name].detach() for name in INFERENCE_TERMS})
-        self.metrics.log_dict(logged, key=module_id, window=1)
+        log_terms(self.metrics, logged, key=module_id)
         return loss
 
     def target_actions(self, joint, settings, module=None) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from marl.algorithms.ppo.losses import MaskedMean, clipped_surrogate, explained_variance, masked_mean_fn, value_loss
+from marl.rllib.metrics import log_terms
 
 
 class AddValuePredictions(ConnectorV2):
@@ -77,7 +78,8 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
         entropy_coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
         total_loss = policy["pg_loss"] + config.vf_loss_coeff * vf_loss - entropy_coeff * entropy
 
-        self.metrics.log_dict(
+        log_terms(
+            self.metrics,
             {
                 **policy,
                 "vf_loss": vf_loss.detach(),
@@ -88,7 +90,6 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
                 "total_loss": total_loss.detach(),
             },
             key=module_id,
-            window=1,
         )
         return total_loss
 
