@@ -8,14 +8,15 @@ Measures, one after another (never two at once), in separate processes:
      steps per update, 4 epochs x 4 minibatches, lr 2.5e-4, 2 env runners x 8 envs,
      on RLlib's env runner over PettingZoo (`scenario.backend: pettingzoo`) and on the
      fast path (`scenario.backend: vectorized`);
-  4. with --target-return R: wall-clock seconds and env steps until our runs first
-     report a team return >= R (RLlib's mean over the last 100 training episodes).
+  4. with --target-return R: wall-clock seconds and env steps until each run (stock
+     and ours, one per --seeds) first reports a team return >= R (RLlib's mean over the
+     last 100 training episodes), and the mean over the seeds that reached it.
 
 Throughput is env steps (joint steps) per second of wall-clock time including learning,
 over the iterations after the first (which includes start-up). Where an iteration's time
 goes: benchmarks/profile_iteration.py.
 
-usage: python benchmarks/throughput.py [--steps 40000] [--skip-stock] [--target-return -60 --max-steps 1500000]
+usage: python benchmarks/throughput.py [--steps 40000] [--skip-stock] [--target-return -60 --max-steps 1500000 [--seeds 0 1 2]]
        [--runners 0 1 2 [--backends vectorized]]   (scaling: MAPPO with that many env runners)
 """
 
@@ -77,7 +78,7 @@ def vectorized_env_rate(num_envs: int, seconds: float = 3.0) -> float:
     return calls * num_envs / (time.perf_counter() - start)
 
 
-def one_run(algorithm: str, backend: str, total_steps: int, target_return: float | None, runners: int = 2) -> dict:
+def one_run(algorithm: str, backend: str, total_steps: int, target_return: float | None, runners: int = 2, seed: int = 0) -> dict:
     """Train `algorithm` at the equal workload on `backend`.
 
     Reports env steps/s after the first iteration (which includes start-up) and, with a
@@ -88,7 +89,7 @@ def one_run(algorithm: str, backend: str, total_steps: int, target_return: float
     import ray
 
     ray.init(address="local", num_cpus=max(2, runners + 1), include_dashboard=False, log_to_driver=False)
-    algo = _stock_config().build_algo() if algorithm == "stock" else _our_config(algorithm, backend, total_steps, runners).build_algo()
+    algo = _stock_config(seed).build_algo() if algorithm == "stock" else _our_config(algorithm, backend, total_steps, runners, seed).build_algo()
     reached = None
     try:
         start = time.time()
@@ -113,16 +114,17 @@ def one_run(algorithm: str, backend: str, total_steps: int, target_return: float
         "algorithm": algorithm,
         "backend": backend,
         "env_runners": runners,
+        "seed": seed,
         "env_steps_per_s": rate,
         "team_return": float(result["env_runners"].get("episode_return_mean", float("nan"))),
         "reached": reached,
     }
 
 
-def _our_config(algorithm: str, backend: str, total_steps: int, runners: int):
+def _our_config(algorithm: str, backend: str, total_steps: int, runners: int, seed: int = 0):
     from marl.config import load_config
 
-    overrides = EQUAL_WORK + [f"stop.env_steps={total_steps}", f"scenario.backend={backend}",
+    overrides = EQUAL_WORK + [f"stop.env_steps={total_steps}", f"scenario.backend={backend}", f"seed={seed}",
                               f"resources.num_env_runners={runners}",
                               # the same 16 worlds per update, however many runners step them
                               f"resources.num_envs_per_env_runner={16 // max(runners, 1)}"]
@@ -130,7 +132,7 @@ def _our_config(algorithm: str, backend: str, total_steps: int, runners: int):
     return config.training.to_rllib(config, num_gpus_per_learner=0)
 
 
-def _stock_config():
+def _stock_config(seed: int = 0):
     """Stock RLlib PPO exactly as ../shared/bench/stock_rllib_ppo.py's "equal-work" mode builds it
     (that script only reports throughput; this one also times the target return)."""
     from mpe2 import simple_spread_v3
@@ -147,6 +149,7 @@ def _stock_config():
         .training(train_batch_size_per_learner=2048, num_epochs=4, minibatch_size=1536, lr=2.5e-4)
         .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64], fcnet_activation="tanh"))
         .multi_agent(policies={"shared"}, policy_mapping_fn=lambda aid, *a, **k: "shared")
+        .debugging(seed=seed)
     )
 
 
@@ -164,14 +167,15 @@ def main() -> None:
     parser.add_argument("--runners", type=int, nargs="*", default=[], help="scaling runs: env runner counts")
     parser.add_argument("--algorithms", nargs="+", default=["ippo", "mappo"], choices=["ippo", "mappo"])
     parser.add_argument("--backends", nargs="+", default=["pettingzoo", "vectorized"], choices=["pettingzoo", "vectorized"])
-    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="with --target-return: one run per seed")
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     global THROUGHPUT_STEPS
     THROUGHPUT_STEPS = args.steps
     total = args.max_steps if args.target_return is not None else args.steps
     if args.one:
-        algorithm, backend, runners = args.one
-        print(json.dumps(one_run(algorithm, backend, total, args.target_return, int(runners))))
+        algorithm, backend, runners, seed = args.one
+        print(json.dumps(one_run(algorithm, backend, total, args.target_return, int(runners), int(seed))))
         return
     forwarded = ["--steps", str(args.steps), "--max-steps", str(args.max_steps)]
     if args.target_return is not None:
@@ -192,25 +196,34 @@ def main() -> None:
         stock = float(line.split("env_steps_per_s")[1].split()[0])
         print(f"stock RLlib PPO (equal-work):                   {stock:,.0f} env steps/s   ({line})")
         if args.target_return is not None:
-            _print_reached(_subprocess_json(["--one", "stock", "pettingzoo", "2", *forwarded]), args.target_return)
+            _print_reached([_subprocess_json(["--one", "stock", "pettingzoo", "2", str(seed), *forwarded]) for seed in args.seeds], args.target_return)
     # 2 runners x 8 worlds: stock's layout; 0 runners x 16 worlds in the driver: the shipped configs'.
     layouts = [(backend, 2) for backend in args.backends] + ([("vectorized", 0)] if "vectorized" in args.backends else [])
     for backend, runners in layouts:
         for algorithm in args.algorithms:
-            result = _subprocess_json(["--one", algorithm, backend, str(runners), *forwarded])
-            ratio = f"  = {result['env_steps_per_s'] / stock:.2f}x stock" if stock else ""
+            seeds = args.seeds if args.target_return is not None else args.seeds[:1]
+            results = [_subprocess_json(["--one", algorithm, backend, str(runners), str(seed), *forwarded]) for seed in seeds]
+            rate = sum(r["env_steps_per_s"] for r in results) / len(results)
+            ratio = f"  = {rate / stock:.2f}x stock" if stock else ""
             layout = f"{runners} runners x {16 // max(runners, 1)}"
-            print(f"{algorithm:5s} {backend:10s} {layout:15s} (equal-work): {result['env_steps_per_s']:,.0f} env steps/s{ratio}", flush=True)
-            _print_reached(result, args.target_return)
+            print(f"{algorithm:5s} {backend:10s} {layout:15s} (equal-work): {rate:,.0f} env steps/s{ratio}", flush=True)
+            _print_reached(results, args.target_return)
 
 
-def _print_reached(result: dict, target: float | None) -> None:
+def _print_reached(results: list[dict], target: float | None) -> None:
+    """Per seed, when the training return first reached the target; then the mean over the seeds that did."""
     if target is None:
         return
-    if result["reached"]:
-        print(f"      team return >= {target:g} after {result['reached']['seconds']:.0f} s, {result['reached']['env_steps']:,} env steps")
-    else:
-        print(f"      team return >= {target:g} not reached (final {result['team_return']:.1f})")
+    for result in results:
+        if result["reached"]:
+            print(f"      seed {result['seed']}: team return >= {target:g} after {result['reached']['seconds']:.0f} s, "
+                  f"{result['reached']['env_steps']:,.0f} env steps")
+        else:
+            print(f"      seed {result['seed']}: team return >= {target:g} not reached (final {result['team_return']:.1f})")
+    reached = [r["reached"] for r in results if r["reached"]]
+    if len(results) > 1 and reached:
+        print(f"      {len(reached)}/{len(results)} seeds reached it: mean {sum(r['seconds'] for r in reached) / len(reached):.0f} s, "
+              f"{sum(r['env_steps'] for r in reached) / len(reached):,.0f} env steps")
 
 
 def _scaling(backends: list[str], runner_counts: list[int], forwarded: list[str]) -> None:
@@ -222,7 +235,7 @@ def _scaling(backends: list[str], runner_counts: list[int], forwarded: list[str]
     for backend in backends:
         per_runner = None
         for runners in runner_counts:
-            rate = _subprocess_json(["--one", "mappo", backend, str(runners), *forwarded])["env_steps_per_s"]
+            rate = _subprocess_json(["--one", "mappo", backend, str(runners), "0", *forwarded])["env_steps_per_s"]
             line = f"mappo {backend:10s} {runners:2d} env runners x {16 // max(runners, 1):2d} worlds: {rate:,.0f} env steps/s"
             if runners >= 1:
                 per_runner = per_runner or rate / runners
