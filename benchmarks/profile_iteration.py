@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where one MAPPO training iteration spends its time, on either sampling backend.
+"""Where one MAPPO (or MADDPG) training iteration spends its time, on either sampling backend.
 
 Builds MAPPO on simple_spread at the equal-work workload (benchmarks/throughput.py), warms
 up, then times whole `algo.train()` calls and, separately, the three phases PPO's
@@ -10,7 +10,13 @@ weight sync back to the runners. Prints medians over 10 iterations.
 RLlib's own `timers` in the results are smoothed averages that still carry the slow
 first iteration for a long time, so they are not used here.
 
+With --algorithm maddpg: the shipped configs/maddpg_simple_spread.yaml (1,000 env steps and 10
+updates of 1,024 joint rows per iteration, sampling in the driver) with updates from the start,
+split into sampling, adding the episodes to the joint replay buffer, drawing the 10 train
+batches from it, the 10 learner updates, and the weight sync.
+
 usage: python benchmarks/profile_iteration.py [--backend vectorized] [--runners 0]
+       python benchmarks/profile_iteration.py --algorithm maddpg [--backend pettingzoo]
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import _our_config  # noqa: E402  (the same workload as the throughput table)
+from throughput import REPO, _our_config  # noqa: E402  (the same workload as the throughput table)
 
 
 def main() -> None:
@@ -31,7 +37,11 @@ def main() -> None:
     parser.add_argument("--backend", default="vectorized", choices=["pettingzoo", "vectorized"])
     parser.add_argument("--runners", type=int, default=2, help="env runners (0: sample in the driver); 16 worlds in all")
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--algorithm", default="mappo", choices=["mappo", "maddpg"])
     args = parser.parse_args()
+    if args.algorithm == "maddpg":
+        profile_maddpg(args.backend, args.iterations)
+        return
 
     import ray
     from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
@@ -70,6 +80,51 @@ def main() -> None:
     print(f"mappo {args.backend}, {args.runners} env runners x {16 // max(args.runners, 1)} worlds: "
           f"iteration {ms(whole)} ({2048 / np.median(whole):,.0f} env steps/s) | "
           f"sample {ms(sample)}, learner update {ms(learn)}, weight sync {ms(sync)}")
+
+
+def profile_maddpg(backend: str, iterations: int) -> None:
+    import ray
+    from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+
+    from marl.config import load_config
+
+    # Updates from the first iteration on; the 4 worlds of RLlib's runner are the config's old layout.
+    overrides = [f"scenario.backend={backend}", "training.learning_starts=1024"]
+    if backend == "pettingzoo":
+        overrides.append("resources.num_envs_per_env_runner=4")
+    config = load_config(REPO / "configs" / "maddpg_simple_spread.yaml", overrides)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    algo = config.training.to_rllib(config, num_gpus_per_learner=0).build_algo()
+    phases: dict[str, list[float]] = {name: [] for name in ("iteration", "sample", "replay add", "train batches", "updates", "weight sync")}
+    try:
+        for _ in range(3):
+            algo.train()
+        for _ in range(iterations):
+            start = time.perf_counter()
+            algo.train()
+            phases["iteration"].append(time.perf_counter() - start)
+        for _ in range(iterations):
+            t0 = time.perf_counter()
+            episodes = synchronous_parallel_sample(worker_set=algo.env_runner_group, concat=True, _uses_new_env_runners=True)
+            t1 = time.perf_counter()
+            algo.replay_buffer.add_episodes(episodes, algo._action_to_vector)
+            t2 = time.perf_counter()
+            batches = [algo._train_batch() for _ in range(algo.config.updates_per_iteration)]
+            t3 = time.perf_counter()
+            for batch in batches:
+                algo.learner_group.update(batch=batch, timesteps=algo._timesteps())
+            t4 = time.perf_counter()
+            algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
+            t5 = time.perf_counter()
+            for name, seconds in zip(list(phases)[1:], np.diff([t0, t1, t2, t3, t4, t5])):
+                phases[name].append(seconds)
+        steps = config.training.env_steps_per_iteration
+    finally:
+        algo.stop()
+        ray.shutdown()
+    ms = {name: np.median(values) * 1000 for name, values in phases.items()}
+    print(f"maddpg {backend}: iteration {ms['iteration']:.0f} ms ({steps / ms['iteration'] * 1000:,.0f} env steps/s) | "
+          + ", ".join(f"{name} {ms[name]:.0f} ms" for name in list(phases)[1:]))
 
 
 if __name__ == "__main__":
