@@ -15,13 +15,18 @@ updates of 1,024 joint rows per iteration, sampling in the driver) with updates 
 split into sampling, adding the episodes to the joint replay buffer, drawing the 10 train
 batches from it, the 10 learner updates, and the weight sync.
 
-usage: python benchmarks/profile_iteration.py [--backend vectorized] [--runners 0]
+With --cprofile N, N further `algo.train()` calls run under cProfile and the top functions by
+cumulative time are printed (what docs/performance.md's per-function figures come from).
+
+usage: python benchmarks/profile_iteration.py [--backend vectorized] [--runners 0] [--cprofile 10]
        python benchmarks/profile_iteration.py --algorithm maddpg [--backend pettingzoo]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -38,9 +43,10 @@ def main() -> None:
     parser.add_argument("--runners", type=int, default=2, help="env runners (0: sample in the driver); 16 worlds in all")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--algorithm", default="mappo", choices=["mappo", "maddpg"])
+    parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="also cProfile N algo.train() calls")
     args = parser.parse_args()
     if args.algorithm == "maddpg":
-        profile_maddpg(args.backend, args.iterations)
+        profile_maddpg(args.backend, args.iterations, args.cprofile)
         return
 
     import ray
@@ -49,13 +55,8 @@ def main() -> None:
     ray.init(address="local", num_cpus=max(2, args.runners + 1), include_dashboard=False, log_to_driver=False)
     algo = _our_config("mappo", args.backend, 10**9, args.runners).build_algo()
     try:
-        for _ in range(3):
-            algo.train()  # start-up and the first weight syncs
-        whole, sample, learn, sync = [], [], [], []
-        for _ in range(args.iterations):
-            start = time.perf_counter()
-            algo.train()
-            whole.append(time.perf_counter() - start)
+        whole = time_iterations(algo, args.iterations, args.cprofile)
+        sample, learn, sync = [], [], []
         for _ in range(args.iterations):
             t0 = time.perf_counter()
             episodes = synchronous_parallel_sample(
@@ -82,7 +83,24 @@ def main() -> None:
           f"sample {ms(sample)}, learner update {ms(learn)}, weight sync {ms(sync)}")
 
 
-def profile_maddpg(backend: str, iterations: int) -> None:
+def time_iterations(algo, iterations: int, cprofiled: int = 0) -> list[float]:
+    """Seconds of each of `iterations` whole `algo.train()` calls, after 3 for start-up and the
+    first weight syncs; then `cprofiled` more under cProfile, whose top functions are printed."""
+    for _ in range(3):
+        algo.train()
+    seconds = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        algo.train()
+        seconds.append(time.perf_counter() - start)
+    if cprofiled:
+        profiler = cProfile.Profile()
+        profiler.runcall(lambda: [algo.train() for _ in range(cprofiled)])
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    return seconds
+
+
+def profile_maddpg(backend: str, iterations: int, cprofiled: int = 0) -> None:
     import ray
     from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 
@@ -95,14 +113,9 @@ def profile_maddpg(backend: str, iterations: int) -> None:
     config = load_config(REPO / "configs" / "maddpg_simple_spread.yaml", overrides)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     algo = config.training.to_rllib(config, num_gpus_per_learner=0).build_algo()
-    phases: dict[str, list[float]] = {name: [] for name in ("iteration", "sample", "replay add", "train batches", "updates", "weight sync")}
+    phases: dict[str, list[float]] = {name: [] for name in ("sample", "replay add", "train batches", "updates", "weight sync")}
     try:
-        for _ in range(3):
-            algo.train()
-        for _ in range(iterations):
-            start = time.perf_counter()
-            algo.train()
-            phases["iteration"].append(time.perf_counter() - start)
+        phases = {"iteration": time_iterations(algo, iterations, cprofiled), **phases}
         for _ in range(iterations):
             t0 = time.perf_counter()
             episodes = synchronous_parallel_sample(worker_set=algo.env_runner_group, concat=True, _uses_new_env_runners=True)
