@@ -127,3 +127,38 @@ def test_registered_under_its_module_name():
     entry = known_scenarios()["aloha"]
     assert entry.load() is parallel_env
     assert entry.description.startswith("Aloha: agents on a neighbour graph")
+
+
+def _aloha_policies():
+    """benchmarks/aloha_policies.py (a script, not a package) loaded as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "aloha_policies.py"
+    spec = importlib.util.spec_from_file_location("aloha_policies", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hand_written_policies_bracket_what_learning_can_reach():
+    policies = _aloha_policies()
+    neighbours = parallel_env().neighbours
+    sets = policies.independent_sets(neighbours)
+    assert all(mask @ neighbours @ mask == 0 for mask in sets)
+    assert any(mask.tolist() == [0, 1, 0, 1, 0, 1, 0, 1, 0, 1] for mask in sets)
+    # Greedy turn-taking never collides and sends from a maximal set of the queues that hold packets.
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        backlogs = rng.integers(0, 3, size=10)
+        actions = policies.correlated_greedy(backlogs, neighbours)
+        success, collision = slot_outcome(backlogs, actions, neighbours)
+        assert not collision.any() and success.sum() == actions.sum()
+        waiting_with_packets = (backlogs > 0) & (actions == 0)
+        assert np.all(neighbours[waiting_with_packets] @ actions > 0)
+    assert policies.mean_return(policies.silence, {}, 5, seed=0) == 0.0
+    everyone = policies.mean_return(policies.everyone, {}, 5, seed=0)
+    greedy = policies.mean_return(policies.correlated_greedy, {}, 50, seed=0)
+    every_other = policies.mean_return(policies.fixed_set(np.array([0, 1] * 5)), {}, 50, seed=0)
+    assert everyone == -2000.0  # every queue is non-empty at every step: all ten collide, 20 steps
+    assert greedy > every_other > 0.0
