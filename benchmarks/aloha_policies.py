@@ -3,7 +3,9 @@
 
 Learning curves on Aloha only mean something next to what is reachable. This script
 plays four hand-written policies on the scenario (its defaults unless overridden) and
-prints the mean team return over many seeded episodes:
+prints the mean team return over many seeded episodes, summed over the agents as every
+return in `marl` is (every agent receives the shared reward, so this is n times the
+scenario's reward per episode; learning.py's curves and `marl evaluate` report the same):
 
   silence            nobody ever transmits (return 0)
   everyone           every agent transmits whenever its queue is non-empty
@@ -76,7 +78,7 @@ def mean_return(rule: JointRule, env_kwargs: dict, episodes: int, seed: int) -> 
         while env.agents:
             joint = rule(env.backlogs.copy(), env.neighbours)
             _, rewards, _, _, _ = env.step({a: int(joint[i]) for i, a in enumerate(env.agents)})
-            total += next(iter(rewards.values()))  # one team reward, the same for everyone
+            total += sum(rewards.values())
         returns.append(total)
     return float(np.mean(returns))
 
@@ -99,7 +101,7 @@ def main() -> None:
         f"best_fixed_set {np.flatnonzero(best).tolist()}": fixed_set(best),
         "correlated_greedy": correlated_greedy,
     }
-    print(f"aloha {env_kwargs or '(defaults)'}: mean team return over {args.episodes} episodes")
+    print(f"aloha {env_kwargs or '(defaults)'}: mean team return (summed over agents) over {args.episodes} episodes")
     for name, rule in rules.items():
         print(f"  {name:32s} {mean_return(rule, env_kwargs, args.episodes, args.seed):9.2f}")
 
