@@ -129,7 +129,7 @@ def _evaluation_columns(greedy: dict[str, dict], stochastic: dict[str, dict]) ->
     return columns
 
 
-def report(out: Path, labels: list[str], seeds: list[int]) -> None:
+def report(out: Path, labels: list[str], seeds: list[int], return_ylim=None) -> None:
     curves, summary = [], []
     for label in labels:
         for seed in seeds:
@@ -154,7 +154,7 @@ def report(out: Path, labels: list[str], seeds: list[int]) -> None:
             writer = csv.DictWriter(handle, list(dict.fromkeys(k for row in summary for k in row)))
             writer.writeheader()
             writer.writerows(summary)
-    _plot(out, curves, labels)
+    _plot(out, curves, labels, return_ylim)
     for row in summary:
         print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     for label in labels:
@@ -163,8 +163,11 @@ def report(out: Path, labels: list[str], seeds: list[int]) -> None:
             print(f"{label}: final team return {np.mean(finals):.2f} +- {np.std(finals):.2f} over {len(finals)} seed(s)")
 
 
-def _plot(out: Path, curves, labels) -> None:
-    for column, file, ylabel in ((3, "curves.png", "team return (sum over agents)"), (4, "edge_density.png", "edge density of the DAG")):
+def _plot(out: Path, curves, labels, return_ylim=None) -> None:
+    for column, file, ylabel, ylim in (
+        (3, "curves.png", "team return (sum over agents)", return_ylim),
+        (4, "edge_density.png", "edge density of the DAG", None),
+    ):
         runs: dict[str, dict[int, list]] = {}
         for row in curves:
             if row[column] is not None:
@@ -173,7 +176,7 @@ def _plot(out: Path, curves, labels) -> None:
             plot_curves(out / file, {
                 label: {seed: tuple(np.array(v) for v in zip(*sorted(points))) for seed, points in runs[label].items()}
                 for label in labels if label in runs
-            }, ylabel=ylabel)
+            }, ylabel=ylabel, ylim=ylim)
 
 
 def main() -> None:
@@ -187,6 +190,8 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "learning")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--ylim", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                        help="y range of curves.png (e.g. Aloha: -20 80; random play starts near -8,000)")
     parser.add_argument("overrides", nargs="*", help="extra dotted config overrides for every run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -195,7 +200,7 @@ def main() -> None:
         for variant in variants:
             for seed in args.seeds:
                 train(args.out, variant, seed, args.env_steps, args.overrides)
-    report(args.out, [v.label for v in variants], args.seeds)
+    report(args.out, [v.label for v in variants], args.seeds, return_ylim=args.ylim)
 
 
 if __name__ == "__main__":
