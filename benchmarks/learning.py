@@ -129,7 +129,7 @@ def _evaluation_columns(greedy: dict[str, dict], stochastic: dict[str, dict]) ->
     return columns
 
 
-def report(out: Path, labels: list[str], seeds: list[int], return_ylim=None) -> None:
+def report(out: Path, labels: list[str], seeds: list[int], return_ylim: tuple[float, float] | None = None) -> None:
     curves, summary = [], []
     for label in labels:
         for seed in seeds:
@@ -163,7 +163,7 @@ def report(out: Path, labels: list[str], seeds: list[int], return_ylim=None) -> 
             print(f"{label}: final team return {np.mean(finals):.2f} +- {np.std(finals):.2f} over {len(finals)} seed(s)")
 
 
-def _plot(out: Path, curves, labels, return_ylim=None) -> None:
+def _plot(out: Path, curves, labels, return_ylim: tuple[float, float] | None = None) -> None:
     for column, file, ylabel, ylim in (
         (3, "curves.png", "team return (sum over agents)", return_ylim),
         (4, "edge_density.png", "edge density of the DAG", None),

@@ -115,7 +115,7 @@ def profile_maddpg(backend: str, iterations: int, cprofiled: int = 0) -> None:
     algo = config.training.to_rllib(config, num_gpus_per_learner=0).build_algo()
     phases: dict[str, list[float]] = {name: [] for name in ("sample", "replay add", "train batches", "updates", "weight sync")}
     try:
-        phases = {"iteration": time_iterations(algo, iterations, cprofiled), **phases}
+        whole = time_iterations(algo, iterations, cprofiled)
         for _ in range(iterations):
             t0 = time.perf_counter()
             episodes = synchronous_parallel_sample(worker_set=algo.env_runner_group, concat=True, _uses_new_env_runners=True)
@@ -129,15 +129,15 @@ def profile_maddpg(backend: str, iterations: int, cprofiled: int = 0) -> None:
             t4 = time.perf_counter()
             algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
             t5 = time.perf_counter()
-            for name, seconds in zip(list(phases)[1:], np.diff([t0, t1, t2, t3, t4, t5])):
+            for name, seconds in zip(phases, np.diff([t0, t1, t2, t3, t4, t5])):
                 phases[name].append(seconds)
         steps = config.training.env_steps_per_iteration
     finally:
         algo.stop()
         ray.shutdown()
-    ms = {name: np.median(values) * 1000 for name, values in phases.items()}
-    print(f"maddpg {backend}: iteration {ms['iteration']:.0f} ms ({steps / ms['iteration'] * 1000:,.0f} env steps/s) | "
-          + ", ".join(f"{name} {ms[name]:.0f} ms" for name in list(phases)[1:]))
+    iteration_ms = np.median(whole) * 1000
+    print(f"maddpg {backend}: iteration {iteration_ms:.0f} ms ({steps / iteration_ms * 1000:,.0f} env steps/s) | "
+          + ", ".join(f"{name} {np.median(values) * 1000:.0f} ms" for name, values in phases.items()))
 
 
 if __name__ == "__main__":
