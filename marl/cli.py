@@ -6,6 +6,9 @@
                                                         grid / random search x seeds as Ray Tune trials
     marl evaluate CHECKPOINT [--episodes N] [--stochastic] [--render FILE.gif] [--dag sampled|empty|both]
     marl analyze CHECKPOINT --out DIR [--episodes N]     coordination metrics, figures and a report
+    marl init ALGORITHM SCENARIO [KWARG=VALUE ...] [--out FILE]
+                                                        write a config that fits the scenario's spaces
+    marl configs                                        list the shipped configs (usable by name)
     marl scenarios                                      list the scenarios with their agents and spaces
     marl algorithms                                     list the algorithms and what they support
 """
@@ -63,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--influence-episodes", type=int, default=5, help="episodes for the (costlier) influence matrix")
     analyze.add_argument("--seed", type=int, default=1000)
 
+    init = commands.add_parser("init", help="write an experiment config that fits a scenario's agents and spaces")
+    init.add_argument("algorithm", help="an algorithm name (`marl algorithms`)")
+    init.add_argument("scenario", help="a scenario name (`marl scenarios`) or package.module:factory")
+    init.add_argument("overrides", nargs="*", metavar="KWARG=VALUE", help="the scenario's keyword arguments, e.g. N=5")
+    init.add_argument("--out", help="file to write (default: <algorithm>_<scenario>.yaml here)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    commands.add_parser("configs", help="list the shipped experiment configs (usable by name: marl train NAME)")
     commands.add_parser("scenarios", help="list scenarios: agents, spaces, description")
     commands.add_parser("algorithms", help="list algorithms and their capabilities")
     return parser
@@ -71,16 +82,19 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args) -> None:
     from marl.config import load_config
     from marl.errors import ConfigError
-    from marl.training.runner import resume, train
 
     if args.resume:
         if args.config or args.overrides:
             raise ConfigError("--resume takes only the run directory: the run's own config.yaml is used")
+        from marl.training.runner import resume
+
         resume(args.resume, address=args.address, max_iterations=args.max_iterations)
         return
     if not args.config:
         raise ConfigError("give an experiment config (e.g. configs/mappo_simple_spread.yaml) or --resume RUN_DIR")
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides)  # before Ray and torch are imported: errors come in ~1 s
+    from marl.training.runner import train
+
     train(config, runs_root=args.runs_dir, address=args.address, max_iterations=args.max_iterations)
 
 
@@ -96,6 +110,13 @@ def _sweep(args) -> int:
 
 def _evaluate(args) -> None:
     from marl.evaluation import evaluate, is_joint_policy_checkpoint
+    from marl.training.logs import ray_logs_to_file
+
+    with ray_logs_to_file(None):  # RLlib's notices are not the user's business here
+        _evaluate_quietly(args, evaluate, is_joint_policy_checkpoint)
+
+
+def _evaluate_quietly(args, evaluate, is_joint_policy_checkpoint) -> None:
 
     graphs = [args.dag]
     if args.dag == "both" or (args.dag is None and is_joint_policy_checkpoint(args.checkpoint)):
@@ -109,6 +130,29 @@ def _evaluate(args) -> None:
         print(result.json_line())
     if args.render:
         print(f"animation: {args.render}")
+
+
+def _init(args) -> None:
+    from pathlib import Path
+
+    from marl.config import apply_overrides
+    from marl.errors import ConfigError
+    from marl.templates import template_yaml
+
+    kwargs = apply_overrides({}, args.overrides)
+    text = template_yaml(args.algorithm, args.scenario, kwargs)
+    out = Path(args.out or f"{args.algorithm}_{args.scenario.replace(':', '_').replace('.', '_')}.yaml")
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it or --out to write elsewhere")
+    out.write_text(text)
+    print(f"wrote {out}; train it with: marl train {out}")
+
+
+def _configs(args) -> None:
+    from marl.templates import describe_shipped
+
+    for line in describe_shipped():
+        print(line)
 
 
 def _scenarios(args) -> None:
@@ -158,10 +202,19 @@ def _analyze(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may stand anywhere on the line (`marl train cfg.yaml --max-iterations 1
+    # training.lr=3e-4`); argparse takes positionals in one run only, so collect the rest here.
+    overrides = [token for token in extra if "=" in token and not token.startswith("-")]
+    unknown = [token for token in extra if token not in overrides]
+    if unknown or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
     handlers = {
         "train": _train, "sweep": _sweep, "evaluate": _evaluate, "analyze": _analyze, "scenarios": _scenarios,
-        "algorithms": _algorithms,
+        "algorithms": _algorithms, "init": _init, "configs": _configs,
     }
     try:
         return handlers[args.command](args) or 0

@@ -189,14 +189,48 @@ def assign_agents(agents: list[str], groups: dict[str, list[str]], *, key: str, 
     return assigned
 
 
-def _describe(error: ValidationError) -> str:
-    """The first pydantic error as 'key.path: problem'."""
+# What to write when a required section or key is missing: the fix, not just the problem.
+_MISSING_EXAMPLES = {
+    "stop": "add a section `stop: {env_steps: 1000000}` (or `stop.env_steps=1000000` on the command line)",
+    "stop.env_steps": "add `env_steps: 1000000` under `stop:` (or `stop.env_steps=1000000` on the command line)",
+    "algorithm": "add `algorithm: mappo` (`marl algorithms` lists them)",
+    "scenario": "add `scenario: {name: simple_spread_v3}` (`marl scenarios` lists them)",
+    "scenario.name": "add `name: simple_spread_v3` under `scenario:` (`marl scenarios` lists them)",
+}
+
+
+def section_fields(model: type[BaseModel], path: tuple) -> list[str]:
+    """The field names of the config section at `path` inside `model` (empty if not a section)."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def closest_keys(key: str, valid: list[str]) -> list[str]:
+    """Valid keys a misspelt `key` probably meant: close spellings, else those containing it (`lr` -> `lr_actor`)."""
+    import difflib
+
+    similar = difflib.get_close_matches(key, valid, n=2, cutoff=0.75)
+    return similar or [name for name in valid if key and (key in name or name in key)][:3]
+
+
+def _describe(error: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    """The first pydantic error as 'key.path: problem; fix'."""
     first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "config"
+    where = prefix + (".".join(str(part) for part in first["loc"]) or "config")
     if first["type"] == "extra_forbidden":
-        return f"{where}: unknown key (check the spelling; see the section's fields in its config class)"
+        key = str(first["loc"][-1])
+        valid = section_fields(model, first["loc"][:-1])
+        guess = closest_keys(key, valid)
+        hint = f"did you mean {' or '.join(repr(name) for name in guess)}? " if guess else ""
+        section = (prefix + ".".join(str(part) for part in first["loc"][:-1])).rstrip(".") or "the top level"
+        return f"{where}: unknown key; {hint}valid keys of {section}: {', '.join(valid)}"
     if first["type"] == "missing":
-        return f"{where}: required key is missing"
+        return f"{where}: required key is missing; " + _MISSING_EXAMPLES.get(where, "add it to the config")
     return f"{where}: {first['msg']} (got {first.get('input')!r})"
 
 
@@ -211,14 +245,14 @@ def build_config(raw: dict[str, Any]) -> ExperimentConfig:
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+        raise ConfigError(_describe(error, ExperimentConfig)) from None
     training_class = ALGORITHMS[config.algorithm].config_class
     if not isinstance(training_raw, dict):
         raise ConfigError(f"training: must be a mapping, got {type(training_raw).__name__}")
     try:
         training = training_class.model_validate(training_raw)
     except ValidationError as error:
-        raise ConfigError("training." + _describe(error)) from None
+        raise ConfigError(_describe(error, training_class, prefix="training.")) from None
     config.training = training
     training.check_compatible(config)
     if config.scenario.backend == "vectorized":
@@ -260,9 +294,9 @@ def _parse_value(text: str) -> Any:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a YAML experiment file, apply dotted overrides and validate it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist (shipped ones are in configs/)")
+    from marl.templates import find_config
+
+    path = find_config(path)  # a file, or a shipped config by name
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:

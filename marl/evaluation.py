@@ -33,27 +33,12 @@ from ray.rllib.utils.spaces.space_utils import unsquash_action
 from marl.algorithms.maddpg.replay import SUBPOLICY
 from marl.envs.adapter import PettingZooMultiAgentEnv
 from marl.envs.metrics import metrics_for, wants_benchmark_data
-from marl.config import assign_agents
 from marl.errors import ConfigError
+
+from marl.teams import teams_of
 from marl.training.checkpoints import read_meta, resolve_checkpoint
 
 RL_MODULE_PATH = Path("learner_group") / "learner" / "rl_module"
-
-
-def name_prefix(agent: str) -> str:
-    """An agent's name without a trailing `_<number>`: `adversary_2` -> `adversary`."""
-    return re.sub(r"_\d+$", "", agent)
-
-
-def teams_of(agents: list[str], teams: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
-    """team -> its agents: the given mapping (checked: every agent exactly once), else by name prefix."""
-    if not teams:
-        grouped: dict[str, list[str]] = {}
-        for agent in agents:
-            grouped.setdefault(name_prefix(agent), []).append(agent)
-        return grouped
-    assign_agents(agents, teams, key="teams", noun="team")
-    return {team: list(members) for team, members in teams.items()}
 
 
 @dataclass
@@ -296,7 +281,14 @@ def is_joint_policy_checkpoint(checkpoint: str | Path) -> bool:
 
 
 def write_gif(frames: list[np.ndarray], path: str | Path, fps: int = 10) -> None:
-    import imageio.v2 as imageio
+    """An animated GIF at `fps` env steps per second, looping.
+
+    Pillow's GIF encoder (which imageio uses) takes `duration` in milliseconds and always
+    stores consecutive identical frames once, with their delays added: an agent standing
+    still for 5 steps is one frame shown for 5 x 1000/fps ms, so the playing time stays exact.
+    """
+    import imageio.v3 as iio
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(str(path), [np.asarray(frame, dtype=np.uint8) for frame in frames], duration=1.0 / fps, loop=0)
+    images = np.stack([np.asarray(frame, dtype=np.uint8) for frame in frames])
+    iio.imwrite(str(path), images, extension=".gif", duration=round(1000 / fps), loop=0)

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import gymnasium as gym
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
-from marl.envs.adapter import ObservationLayout, PettingZooMultiAgentEnv, ScenarioSpec, scenario_env_config
 from marl.config import assign_agents
+from marl.envs.scenario import ObservationLayout, ScenarioSpec, scenario_env_config
 from marl.errors import ConfigError
+from marl.teams import teams_of
 
 if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
     from marl.config import ExperimentConfig
 
 
@@ -65,13 +67,13 @@ class ScenarioProbe:
 
 def probe_scenario(experiment: ExperimentConfig, *, global_state: bool) -> ScenarioProbe:
     """Build the adapter once in the driver to read spaces and check parameter sharing."""
+    from marl.envs.adapter import PettingZooMultiAgentEnv
+
     spec = ScenarioSpec(**experiment.scenario.model_dump())
     raw = spec.make()
     raw_agents = list(raw.possible_agents)
     raw.close()
     mapping = policy_mapping(experiment, raw_agents)
-    from marl.evaluation import teams_of
-
     teams_of(raw_agents, experiment.teams)  # a wrong `teams` mapping fails now, not after training
     agents_per_policy = invert_mapping(mapping)
     agent_id = experiment.policies.agent_id_in_obs
@@ -113,6 +115,9 @@ def apply_common_settings(
     rllib_config: AlgorithmConfig, experiment: ExperimentConfig, probe: ScenarioProbe, *, train_batch_size: int, num_gpus_per_learner: float
 ) -> AlgorithmConfig:
     """Environment, env runners, learners, multi-agent mapping and seed."""
+    from marl.envs.adapter import PettingZooMultiAgentEnv
+    from marl.rllib.partial_returns import PartialReturns
+
     resources = experiment.resources
     fragment = resources.rollout_fragment_length
     if fragment == "auto":
@@ -143,4 +148,5 @@ def apply_common_settings(
         .multi_agent(policies=list(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))
         .debugging(seed=experiment.seed)
         .reporting(metrics_num_episodes_for_smoothing=100)
+        .callbacks(on_sample_end=PartialReturns())
     )

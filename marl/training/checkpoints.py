@@ -74,14 +74,25 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, or a run directory (-> its latest checkpoint), made absolute."""
+    """The checkpoint a user means, made absolute: a checkpoint directory, the `latest`
+    pointer file, a run's `checkpoints/` folder or a run directory (-> its latest checkpoint)."""
+    given = path
     path = Path(path).resolve()
     if (path / META_FILE).is_file():
         return path
+    if path.is_file() and path.name == LATEST_FILE:  # checkpoints/latest names the newest checkpoint
+        path = path.parent.parent
+    elif path.name == checkpoint_root(path.parent).name and path.is_dir():
+        path = path.parent
     latest = latest_checkpoint(path)
-    if latest is None:
-        raise CheckpointError(f"{str(path)!r} is neither a checkpoint nor a run directory with a finished checkpoint")
-    return latest
+    if latest is not None:
+        return latest
+    if not path.exists():
+        raise CheckpointError(f"{str(given)!r} does not exist; pass a run directory (runs/<name>-<time>) or one of its checkpoints")
+    raise CheckpointError(
+        f"{str(given)!r} holds no finished checkpoint: pass a run directory, its checkpoints/latest, or a "
+        f"checkpoints/{PREFIX}NNNNNN directory (a run writes one every checkpoint.every_iterations and at the end)"
+    )
 
 
 def read_meta(checkpoint: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from marl.rllib.partial_returns import PARTIAL_RETURN
 from marl.training.checkpoints import write_text_atomic
 
 # RLlib's per-module learner stats that are bookkeeping rather than learning signals.
@@ -25,6 +26,7 @@ def flatten_result(result: dict[str, Any]) -> dict[str, float]:
 
     - env_steps, iteration, time_total_s
     - episode_return_mean (team return: summed over agents), episode_len_mean
+    - episode_return_partial: the mean return so far of episodes still running (RLlib's runner only)
     - return/<agent>: each agent's mean episode return
     - <policy>/<term>: the learner's loss terms (pg_loss, vf_loss, entropy, approx_kl, ...)
     - env_runners_healthy, env_runner_restarts: remote env runners alive now, and how
@@ -38,6 +40,8 @@ def flatten_result(result: dict[str, Any]) -> dict[str, float]:
         "episode_return_mean": runners.get("episode_return_mean", math.nan),
         "episode_len_mean": runners.get("episode_len_mean", math.nan),
     }
+    if PARTIAL_RETURN in runners:
+        row[PARTIAL_RETURN] = runners[PARTIAL_RETURN]
     fault_tolerance = result.get("fault_tolerance", {})
     if "num_healthy_workers" in fault_tolerance:
         row["env_runners_healthy"] = fault_tolerance["num_healthy_workers"]
@@ -114,12 +118,26 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def progress_line(row: dict[str, float], *, target_steps: int, steps_per_s: float, elapsed_s: float) -> str:
-    """One line per iteration: iteration, env steps, team return, throughput, ETA."""
+def returns_text(row: dict[str, float], teams: dict[str, list[str]] | None = None) -> str:
+    """The return part of a progress line: the team return, or one return per team in a mixed
+    game (never a sum of opposing sides), or, before any episode has finished, the return so far."""
+    if not math.isfinite(row.get("episode_return_mean", math.nan)):
+        partial = row.get(PARTIAL_RETURN, math.nan)
+        return "no episode finished yet" + (f" (return so far {partial:.2f})" if math.isfinite(partial) else "")
+    if teams and len(teams) > 1:
+        per_team = {team: sum(row.get(f"return/{agent}", math.nan) for agent in members) for team, members in teams.items()}
+        return "returns " + ", ".join(f"{team} {value:.2f}" for team, value in per_team.items())
+    return f"team return {row['episode_return_mean']:.2f}"
+
+
+def progress_line(
+    row: dict[str, float], *, target_steps: int, steps_per_s: float, elapsed_s: float, teams: dict[str, list[str]] | None = None
+) -> str:
+    """One line per iteration: iteration, env steps, return(s), throughput, ETA."""
     remaining = max(0.0, target_steps - row["env_steps"])
     eta = remaining / steps_per_s if steps_per_s > 0 else math.inf
     return (
         f"iter {int(row['iteration']):5d} | env steps {int(row['env_steps']):>11,} / {target_steps:,} | "
-        f"team return {row['episode_return_mean']:9.2f} | {steps_per_s:7,.0f} steps/s | "
+        f"{returns_text(row, teams):<21} | {steps_per_s:7,.0f} steps/s | "
         f"elapsed {_clock(elapsed_s)} | ETA {_clock(eta)}"
     )

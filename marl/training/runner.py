@@ -32,7 +32,9 @@ from marl.envs.adapter import ScenarioSpec
 from marl.envs.validation import check_parallel_api
 from marl.errors import CheckpointError
 from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint
-from marl.training.metrics import MetricsWriter, flatten_result, progress_line
+from marl.teams import teams_of
+from marl.training.logs import LOG_FILE, ray_logs_to_file
+from marl.training.metrics import MetricsWriter, flatten_result, progress_line, returns_text
 from marl.training.resources import learner_gpus_for
 
 Printer = Callable[[str], None]
@@ -140,11 +142,13 @@ def train(
         raise CheckpointError(f"{str(run_dir)!r} has no finished checkpoint to resume from; start a new run instead")
     # Cheap checks first: a broken scenario fails here, before Ray starts.
     check_parallel_api(ScenarioSpec(**config.scenario.model_dump()))
+    for warning in config.training.budget_warnings(config, max_iterations=max_iterations):
+        echo(f"warning: {warning}")
     if not resuming:
         run_dir = new_run_dir(config, runs_root)
     echo(f"{RUN_DIR_LINE}{run_dir}")
 
-    with ray_session(address) as ray:
+    with ray_logs_to_file(run_dir), ray_session(address) as ray:
         num_gpus = learner_gpus_for(config, ray)
         rllib_config = config.training.to_rllib(config, num_gpus_per_learner=num_gpus)
         echo(
@@ -162,6 +166,7 @@ def train(
             if config.resources.num_env_runners:
                 alive = sum(node["Alive"] for node in ray.nodes())
                 echo(f"env runners on {len(set(env_runner_nodes(algo)))} of the cluster's {alive} node(s)")
+            echo(f"Ray's and RLlib's log: {run_dir / LOG_FILE}")
             _loop(algo, config, run_dir, start["iteration"], start["env_steps"], echo, max_iterations, on_iteration)
         finally:
             algo.stop()
@@ -193,6 +198,7 @@ def env_runner_nodes(algo) -> list[str]:
 
 def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterations, on_iteration) -> None:
     writer = MetricsWriter(run_dir, resume_from_iteration=start_iteration)
+    teams = _announce_teams(algo, config, echo)
     target = config.stop.env_steps
     stop = _StopRequest(echo)
     row = None
@@ -207,7 +213,9 @@ def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterati
                 iterations += 1
                 row["steps_per_s"] = (row["env_steps"] - previous_steps) / max(time.time() - tick, 1e-9)
                 writer.write(row)
-                echo(progress_line(row, target_steps=target, steps_per_s=row["steps_per_s"], elapsed_s=time.time() - started))
+                echo(progress_line(
+                    row, target_steps=target, steps_per_s=row["steps_per_s"], elapsed_s=time.time() - started, teams=teams
+                ))
                 hook_stops = bool(on_iteration(algo, row)) if on_iteration is not None else False
                 done = (
                     row["env_steps"] >= target or stop.requested or hook_stops
@@ -218,12 +226,22 @@ def _loop(algo, config, run_dir, start_iteration, start_steps, echo, max_iterati
                     echo(f"checkpoint: {path}")
                 if done:
                     echo(
-                        f"done: {int(row['env_steps']):,} env steps, team return {row['episode_return_mean']:.2f}. "
+                        f"done: {int(row['env_steps']):,} env steps, {returns_text(row, teams)}. "
                         f"Resume with: marl train --resume {run_dir}"
                     )
                     break
     finally:
         writer.close()
+
+
+def _announce_teams(algo, config: ExperimentConfig, echo: Printer) -> dict[str, list[str]]:
+    """The teams whose returns the progress line shows apart (a mixed game), said once at the start."""
+    teams = teams_of(list(algo.config.policy_mapping_fn.mapping), config.teams)
+    if len(teams) > 1:
+        listed = "; ".join(f"{team}: {', '.join(members)}" for team, members in teams.items())
+        how = "from the config's `teams`" if config.teams else "by agent name; set `teams:` in the config to group them otherwise"
+        echo(f"teams ({how}): {listed}")
+    return teams
 
 
 def resume(

@@ -12,20 +12,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 
 from pydantic import Field, PrivateAttr, model_validator
-from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from marl.algorithms.bn.dag import SparsitySchedule, fixed_adjacency
-from marl.algorithms.bn.learner import BNMAPPOTorchLearner
-from marl.algorithms.bn.module import BNModule
 from marl.algorithms.common import PolicyInfo, ScenarioProbe
-from marl.algorithms.ppo.config import PPOFamilyConfig, PPOFamilyRLlibConfig
+from marl.algorithms.ppo.config import PPOFamilyConfig
 from marl.config import StrictModel
-from marl.envs.adapter import ObservationLayout, ScenarioSpec, scenario_env_config
-from marl.envs.team import TEAM, TeamMultiAgentEnv
+from marl.envs.scenario import ObservationLayout, ScenarioSpec, scenario_env_config
 from marl.errors import ConfigError
 
 if TYPE_CHECKING:
+    from ray.rllib.core.learner.learner import Learner
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from marl.algorithms.bn.dag import SparsitySchedule
+    from marl.algorithms.ppo.algorithm import PPOFamilyRLlibConfig
     from marl.config import ExperimentConfig
+
+# RLlib, torch and the graph maths are imported inside the methods that use them, so that
+# validating a config stays fast (see marl/algorithms/ppo/config.py).
 
 
 class AnnealingConfig(StrictModel):
@@ -52,6 +55,8 @@ class AnnealingConfig(StrictModel):
         return self
 
     def schedule(self) -> SparsitySchedule:
+        from marl.algorithms.bn.dag import SparsitySchedule
+
         return SparsitySchedule(**self.model_dump())
 
 
@@ -59,7 +64,6 @@ class BNMAPPOConfig(PPOFamilyConfig):
     """BN-MAPPO: per-agent PPO clip on pi_i(a_i | o_i, a_Pa(i)) over a (learned, annealed) DAG, critic V(s)."""
 
     centralized_critic: ClassVar[bool] = True
-    learner_class: ClassVar[type[BNMAPPOTorchLearner]] = BNMAPPOTorchLearner
 
     dag: Union[Literal["learned", "empty", "full", "chain"], list[tuple[str, str]]] = "learned"
     """The graph the policies condition on (A[j, i] = 1: agent j's action is an input of i's).
@@ -76,6 +80,12 @@ class BNMAPPOConfig(PPOFamilyConfig):
     """The sparsity schedule (learned graphs only)."""
 
     _team_agents: list[str] = PrivateAttr(default_factory=list)
+
+    @classmethod
+    def learner_class(cls) -> type[Learner]:
+        from marl.algorithms.bn.learner import BNMAPPOTorchLearner
+
+        return BNMAPPOTorchLearner
 
     @classmethod
     def supports_continuous_actions(cls) -> bool:
@@ -95,6 +105,8 @@ class BNMAPPOConfig(PPOFamilyConfig):
                 "policies.sharing: bn_mappo has one actor shared by all agents (agent ids tell them apart); set policies.sharing: shared"
             )
         if isinstance(self.dag, list):  # cheap: names only, before Ray starts
+            from marl.algorithms.bn.dag import fixed_adjacency
+
             env = ScenarioSpec(**experiment.scenario.model_dump()).make()
             agents = list(env.possible_agents)
             env.close()
@@ -109,6 +121,8 @@ class BNMAPPOConfig(PPOFamilyConfig):
 
     def probe(self, experiment: ExperimentConfig) -> ScenarioProbe:
         """The team as one agent "team" (marl/envs/team.py)."""
+        from marl.envs.team import TEAM, TeamMultiAgentEnv
+
         spec = ScenarioSpec(**experiment.scenario.model_dump())
         agent_id = experiment.policies.agent_id_in_obs
         env_config = scenario_env_config(
@@ -130,6 +144,11 @@ class BNMAPPOConfig(PPOFamilyConfig):
         return ScenarioProbe(env_config, [TEAM], {TEAM: TEAM}, {TEAM: info})
 
     def module_spec(self, info: PolicyInfo, experiment: ExperimentConfig) -> RLModuleSpec:
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        from marl.algorithms.bn.dag import fixed_adjacency
+        from marl.algorithms.bn.module import BNModule
+
         n = len(self._team_agents)
         graph = "learned" if self.dag == "learned" else "fixed"
         fixed = None
@@ -156,6 +175,8 @@ class BNMAPPOConfig(PPOFamilyConfig):
         )
 
     def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> PPOFamilyRLlibConfig:
+        from marl.envs.team import TeamMultiAgentEnv
+
         config = super().to_rllib(experiment, num_gpus_per_learner=num_gpus_per_learner)
         settings = {**config.learner_config_dict, "stop_env_steps": experiment.stop.env_steps}
         return config.environment(env=TeamMultiAgentEnv).learners(learner_config_dict=settings)

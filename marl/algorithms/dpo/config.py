@@ -9,18 +9,24 @@ coefficients starting at 1 and clamped to [1e-3, 1e3].
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from marl.algorithms.dpo.learner import DPOTorchLearner
 from marl.algorithms.ppo.config import ActorCriticConfig
+
+if TYPE_CHECKING:
+    from ray.rllib.core.learner.learner import Learner
 
 
 class DPOConfig(ActorCriticConfig):
     """DPO: per agent, -E[r A] + beta_sqrt E[sqrt KL] + beta_kl E[KL] - c_ent H, no ratio clip."""
 
-    learner_class: ClassVar[type[DPOTorchLearner]] = DPOTorchLearner
+    @classmethod
+    def learner_class(cls) -> type[Learner]:
+        from marl.algorithms.dpo.learner import DPOTorchLearner
+
+        return DPOTorchLearner
 
     lr: float = Field(5e-4, gt=0)
     """Adam learning rate of actor and critic."""

@@ -20,20 +20,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import gymnasium as gym
 from pydantic import Field
-from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
-from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from marl.algorithms.common import ScenarioProbe, apply_common_settings, probe_scenario
-from marl.algorithms.maddpg.algorithm import MADDPGRLlibConfig
-from marl.algorithms.maddpg.ensemble import SubPolicyConnectorFactory
-from marl.algorithms.maddpg.learner import MADDPGTorchLearner
-from marl.algorithms.maddpg.module import MADDPGModule
-from marl.algorithms.maddpg.replay import action_vector_dim
 from marl.config import StrictModel
 from marl.errors import ConfigError
 
 if TYPE_CHECKING:
+    from marl.algorithms.maddpg.algorithm import MADDPGRLlibConfig
     from marl.config import ExperimentConfig
+
+# RLlib and torch are imported inside `to_rllib`, so that validating a config stays fast.
 
 
 class MADDPGConfig(StrictModel):
@@ -120,8 +116,32 @@ class MADDPGConfig(StrictModel):
         if experiment.resources.num_learners > 1:
             raise ConfigError("resources.num_learners: maddpg runs one learner (0 or 1) in this version")
 
+    def budget_warnings(self, experiment: ExperimentConfig, *, max_iterations: int | None = None) -> list[str]:
+        """What this run's budget cannot do, said before it starts: here, reach the first update."""
+        first_update = max(self.learning_starts, self.batch_size)
+        budget = experiment.stop.env_steps
+        where = "stop.env_steps"
+        if max_iterations is not None and max_iterations * self.env_steps_per_iteration < budget:
+            budget, where = max_iterations * self.env_steps_per_iteration, f"--max-iterations {max_iterations}"
+        if budget >= first_update:
+            return []
+        return [
+            f"updates start after {first_update:,} env steps (training.learning_starts / batch_size) but this run "
+            f"stops at {budget:,} ({where}): it will only fill the replay buffer, with no learner metrics; "
+            f"lower training.learning_starts or raise {where}"
+        ]
+
     def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> MADDPGRLlibConfig:
         """The RLlib config of the MADDPG algorithm that trains this experiment."""
+        from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        from marl.algorithms.maddpg.algorithm import MADDPGRLlibConfig
+        from marl.algorithms.maddpg.ensemble import SubPolicyConnectorFactory
+        from marl.algorithms.maddpg.learner import MADDPGTorchLearner
+        from marl.algorithms.maddpg.module import MADDPGModule
+        from marl.algorithms.maddpg.replay import action_vector_dim
+
         probe = probe_scenario(experiment, global_state=False)
         self._check_action_spaces(probe)
         agents = probe.agents

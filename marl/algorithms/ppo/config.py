@@ -13,37 +13,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import gymnasium as gym
 from pydantic import Field
-from ray.rllib.algorithms.ppo import PPOConfig
-from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
-from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from marl.algorithms.common import PolicyInfo, ScenarioProbe, apply_common_settings, probe_scenario
-from marl.algorithms.ppo.connector import PPOTrainBatch
-from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
-from marl.algorithms.ppo.module import ActorCriticModule
 from marl.config import StrictModel
 from marl.errors import ConfigError
 
 if TYPE_CHECKING:
+    from ray.rllib.core.learner.learner import Learner
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from marl.algorithms.ppo.algorithm import PPOFamilyRLlibConfig
     from marl.config import ExperimentConfig
 
-
-class PPOFamilyRLlibConfig(PPOConfig):
-    """RLlib's PPOConfig, with `minibatch_size` counted in rows of one policy's batch.
-
-    RLlib splits each policy's batch into minibatches of `minibatch_size` rows, but
-    validates it against the train batch counted in env steps. Under parameter
-    sharing a policy's batch has one row per agent and env step, so a single
-    full-batch minibatch (MAPPO's MPE setting) is larger than the env-step count.
-    """
-
-    def validate(self) -> None:
-        requested = self.minibatch_size
-        self.minibatch_size = min(requested, self.train_batch_size_per_learner)
-        try:
-            super().validate()
-        finally:
-            self.minibatch_size = requested
+# RLlib, torch and the learners are imported inside the methods that build the RLlib config:
+# validating a config (the first thing `marl train` does) must not wait for them.
 
 
 class ActorCriticConfig(StrictModel):
@@ -56,8 +39,6 @@ class ActorCriticConfig(StrictModel):
     with other modules or another view of the scenario overrides `probe()` and
     `module_spec()` (BN-MAPPO).
     """
-
-    learner_class: ClassVar[type[PPOFamilyTorchLearner]] = PPOFamilyTorchLearner
 
     lr: float = Field(7e-4, gt=0)
     """Adam learning rate of actor and critic."""
@@ -92,6 +73,13 @@ class ActorCriticConfig(StrictModel):
     default learner connector pipeline with its GeneralAdvantageEstimation piece."""
 
     @classmethod
+    def learner_class(cls) -> type[Learner]:
+        """The RLlib Learner that computes this algorithm's loss."""
+        from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
+
+        return PPOFamilyTorchLearner
+
+    @classmethod
     def has_centralized_critic(cls) -> bool:
         """Whether the algorithm's critic sees the global state (by default)."""
         return False
@@ -118,6 +106,10 @@ class ActorCriticConfig(StrictModel):
         if self.train_batch_size < self.num_minibatches:
             raise ConfigError("training.num_minibatches: more minibatches than env steps in training.train_batch_size")
 
+    def budget_warnings(self, experiment: ExperimentConfig, *, max_iterations: int | None = None) -> list[str]:
+        """What this run's budget cannot do, said before it starts (every iteration of PPO updates)."""
+        return []
+
     def learner_settings(self) -> dict[str, Any]:
         """Settings RLlib's PPOConfig lacks, for the learner's `config.learner_config_dict`."""
         return {"huber_delta": self.huber_delta, "value_clip_param": self.value_clip_param}
@@ -129,6 +121,8 @@ class ActorCriticConfig(StrictModel):
     def _learner_connector_settings(self) -> dict[str, Any]:
         if self.learner_connector == "rllib":
             return {}
+        from marl.algorithms.ppo.connector import PPOTrainBatch
+
         return {
             "add_default_connectors_to_learner_pipeline": False,
             "learner_connector": partial(PPOTrainBatch, gamma=self.gamma, lambda_=self.gae_lambda),
@@ -147,6 +141,10 @@ class ActorCriticConfig(StrictModel):
 
     def module_spec(self, info: PolicyInfo, experiment: ExperimentConfig) -> RLModuleSpec:
         """The RLModule of one policy."""
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        from marl.algorithms.ppo.module import ActorCriticModule
+
         return RLModuleSpec(
             module_class=ActorCriticModule,
             observation_space=info.observation_space,
@@ -165,6 +163,10 @@ class ActorCriticConfig(StrictModel):
 
     def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> PPOFamilyRLlibConfig:
         """The RLlib PPOConfig that trains this experiment."""
+        from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+
+        from marl.algorithms.ppo.algorithm import PPOFamilyRLlibConfig
+
         probe = self.probe(experiment)
         largest_group = max(len(info.agents) for info in probe.policies.values())
         minibatch_size = math.ceil(self.train_batch_size * largest_group / self.num_minibatches)
@@ -190,7 +192,7 @@ class ActorCriticConfig(StrictModel):
             use_kl_loss=False,
             **self.rllib_training_settings(),
         ).learners(
-            learner_class=self.learner_class,
+            learner_class=self.learner_class(),
             learner_config_dict=self.learner_settings(),
             **self._learner_connector_settings(),
         ).rl_module(
