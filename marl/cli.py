@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("algorithm", help="an algorithm name (`marl algorithms`)")
     init.add_argument("scenario", help="a scenario name (`marl scenarios`) or package.module:factory")
     init.add_argument("overrides", nargs="*", metavar="KWARG=VALUE", help="the scenario's keyword arguments, e.g. N=5")
-    init.add_argument("--out", help="file to write (default: <algorithm>_<scenario>.yaml here)")
+    init.add_argument("--out", help="file to write (default: <algorithm>_<scenario module>.yaml here)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     commands.add_parser("configs", help="list the shipped experiment configs (usable by name: marl train NAME)")
@@ -141,7 +141,8 @@ def _init(args) -> None:
 
     kwargs = apply_overrides({}, args.overrides)
     text = template_yaml(args.algorithm, args.scenario, kwargs)
-    out = Path(args.out or f"{args.algorithm}_{args.scenario.replace(':', '_').replace('.', '_')}.yaml")
+    short_name = args.scenario.split(":")[0].split(".")[-1]  # my_pkg.my_env:parallel_env -> my_env
+    out = Path(args.out or f"{args.algorithm}_{short_name}.yaml")
     if out.exists() and not args.force:
         raise ConfigError(f"{out} exists; pass --force to overwrite it or --out to write elsewhere")
     out.write_text(text)

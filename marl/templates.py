@@ -90,6 +90,34 @@ def _scenario_facts(spec: ScenarioSpec) -> tuple[list[str], bool, bool]:
     return agents, same, continuous
 
 
+def state_holds(spec: ScenarioSpec, steps: int = 300, seed: int = 0) -> bool:
+    """Whether the scenario's `state()` answers at every step of a random episode (or it has none).
+
+    Some scenarios' `state()` breaks once agents have left (multiwalker reads the bodies of
+    walkers it has destroyed); a centralised critic then needs `global_state: observations`.
+    """
+    env = spec.make()
+    try:
+        env.reset(seed=seed)
+        try:
+            env.state()
+        except (NotImplementedError, AttributeError):
+            return True  # no state(): the adapter uses the observations anyway
+        for agent in env.possible_agents:
+            env.action_space(agent).seed(seed)
+        for _ in range(steps):
+            if not env.agents:
+                break
+            env.step({agent: env.action_space(agent).sample() for agent in env.agents})
+            if env.agents:  # the adapter keeps the last state at the very end
+                env.state()
+        return True
+    except Exception:
+        return False
+    finally:
+        env.close()
+
+
 def template_raw(algorithm: str, scenario: str, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The experiment (as plain data) `marl init` writes; validated by `build_config`."""
     if algorithm not in ALGORITHMS:
@@ -105,6 +133,8 @@ def template_raw(algorithm: str, scenario: str, kwargs: dict[str, Any] | None = 
     # bn_mappo's one actor serves every agent; the others share only where the spaces allow it.
     sharing = "shared" if algorithm == "bn_mappo" or (same_spaces and len(agents) > 1) else "per_agent"
     scenario_section = {"name": scenario, "kwargs": dict(kwargs or {}), "backend": "pettingzoo"}
+    if training_class.has_centralized_critic() and not state_holds(spec):
+        scenario_section["global_state"] = "observations"  # its state() breaks mid-episode
     if sharing == "shared" and not same_spaces:  # one network for agents with different spaces
         scenario_section["wrappers"] = ["pad_observations_v0", "pad_action_space_v0"]
     raw = {

@@ -122,6 +122,37 @@ def test_team_env_lays_out_every_agent_sums_rewards_and_keeps_the_time_limit_con
     assert truncateds[TEAM] is (not bootstrap)  # bootstrap: only "__all__", so RLlib records a truncation
 
 
+def test_team_env_keeps_an_agent_that_left_as_zeros_without_its_action_or_reward():
+    """Agents that die (killed knights, fallen walkers) stay in the team vector, as in SMAC."""
+    from marl.envs.adapter import ScenarioSpec, scenario_env_config
+    from marl.envs.team import TeamMultiAgentEnv
+
+    spec = ScenarioSpec("tests.scenarios_for_tests:leaving_agents_env")  # a1 leaves at step 2, the rest truncate at 5
+    env = TeamMultiAgentEnv(scenario_env_config(spec, agent_id_in_obs=False, global_state=True, seed=0))
+    env.reset(seed=0)
+    for step in range(1, 6):
+        if step == 3:
+            env.inner.env.step = _refusing_actions_of("a1", env.inner.env.step)
+        obs, rewards, terminateds, truncateds, _ = env.step({TEAM: np.array([1, 1, 1])})
+        a1 = obs[TEAM][2:4]
+        if step < 2:
+            np.testing.assert_array_equal(a1, [1, step])
+        else:  # from the step it left: zeros, no action passed, no reward counted
+            expected_reward = (0 + step + 1) + (2 + step + 1) + ((1 + step + 1) if step == 2 else 0)
+            assert rewards[TEAM] == expected_reward
+            if step > 2:
+                np.testing.assert_array_equal(a1, [0, 0])
+        assert terminateds[TEAM] is False and truncateds["__all__"] is (step == 5)
+
+
+def _refusing_actions_of(agent, step):
+    def checked(actions):
+        assert agent not in actions, f"{agent} has left; its action must not reach the scenario"
+        return step(actions)
+
+    return checked
+
+
 def test_training_forward_uses_the_stored_parents_actions():
     module = _module("training.dag=full")
     obs = _obs(module, rows=4)

@@ -71,6 +71,7 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         self._with_id = bool(config.get("agent_id_in_obs", False))
         self._with_state = bool(config.get("global_state", False))
         self._env_state = self._with_state and self.spec_.global_state == "env" and _has_state(self.env)
+        self._last_state: np.ndarray | None = None
         state_dim = 0
         if self._with_state:
             state_dim = int(np.prod(self.env.state().shape)) if self._env_state else sum(self._obs_dims.values())
@@ -89,12 +90,33 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
     def global_state(self, observations: dict[str, np.ndarray]) -> np.ndarray:
         """The scenario's state(), or the observations concatenated in fixed order."""
         if self._env_state:
-            return np.asarray(self.env.state(), dtype=np.float32).ravel()
+            return self._scenario_state()
         parts = [
             np.asarray(observations[a], dtype=np.float32).ravel() if a in observations else np.zeros(self._obs_dims[a], np.float32)
             for a in self.possible_agents
         ]
         return np.concatenate(parts)
+
+    def _scenario_state(self) -> np.ndarray:
+        """`state()`, or at the end of an episode, if the scenario can no longer give it, the last one.
+
+        Some scenarios tear their world down as the episode ends (multiwalker destroys its
+        walkers' bodies, so its `state()` raises); the final observations' state is then the
+        one of the step before, which only a time-limit bootstrap would read.
+        """
+        try:
+            state = np.asarray(self.env.state(), dtype=np.float32).ravel()
+        except Exception as error:
+            if not self.env.agents and self._last_state is not None:
+                return self._last_state
+            left = [agent for agent in self.possible_agents if agent not in self.env.agents]
+            raise ScenarioError(
+                f"scenario {self.spec_.name!r}: state() raised {type(error).__name__}: {error}"
+                + (f" after {left} left the episode" if left else "")
+                + "; set scenario.global_state: observations to give the critic the agents' observations instead"
+            ) from error
+        self._last_state = state
+        return state
 
     def _augment(self, observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         state = self.global_state(observations) if self._with_state else None

@@ -12,7 +12,13 @@ PettingZooMultiAgentEnv and presents a single agent "team":
   return that MAPPO's runs report (summed over agents).
 
 All agents must have Discrete(A) actions with the same A and observations of the same
-size, and must stay until the episode ends (checked: a clear error otherwise).
+size (checked: a clear error otherwise).
+
+Agents that leave the episode early (killed knights, fallen walkers) stay in the team
+vector as they do in SMAC: their part of the observation is zeros, their actions are not
+passed to the scenario and their reward is 0. The joint policy still samples an action
+for them (the graph has a fixed size); it changes nothing, so it only adds noise to that
+agent's policy-gradient term, which no active-agent mask removes here.
 """
 
 from __future__ import annotations
@@ -92,8 +98,9 @@ class TeamMultiAgentEnv(MultiAgentEnv):
 
     def _team_observation(self, observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         agent_dim = self.layout.agent_dim
-        parts = [observations[agent][:agent_dim] for agent in self.team_agents]
-        parts.append(observations[self.team_agents[0]][agent_dim:])  # the global state, the same in every agent's
+        absent = np.zeros(agent_dim, np.float32)  # an agent that has left (see the module docstring)
+        parts = [observations[agent][:agent_dim] if agent in observations else absent for agent in self.team_agents]
+        parts.append(next(iter(observations.values()))[agent_dim:])  # the global state, the same in every agent's
         return {TEAM: np.concatenate(parts).astype(np.float32)}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -103,13 +110,11 @@ class TeamMultiAgentEnv(MultiAgentEnv):
 
     def step(self, action_dict: dict[str, Any]):
         joint = np.asarray(action_dict[TEAM]).reshape(-1)
-        actions = {agent: int(joint[i]) for i, agent in enumerate(self.team_agents)}
+        alive = set(self.inner.agents)  # an agent that has left takes no action
+        actions = {agent: int(joint[i]) for i, agent in enumerate(self.team_agents) if agent in alive}
         observations, rewards, terminateds, truncateds, infos = self.inner.step(actions)
-        missing = [agent for agent in self.team_agents if agent not in observations]
-        if missing:
-            raise ScenarioError(
-                f"agents {missing} left the episode early; a team (joint) policy needs every agent until the end"
-            )
+        if not observations:
+            raise ScenarioError("the scenario's step returned no agent's observation; it must return those of the agents that acted")
         self.agent_infos = infos
         self.agent_rewards = {agent: float(reward) for agent, reward in rewards.items()}
         team_reward = float(sum(rewards.values()))
@@ -119,8 +124,8 @@ class TeamMultiAgentEnv(MultiAgentEnv):
         return (
             self._team_observation(observations),
             {TEAM: team_reward},
-            {TEAM: all(terminateds[a] for a in self.team_agents), "__all__": bool(terminateds["__all__"])},
-            {TEAM: all(truncateds[a] for a in self.team_agents), "__all__": bool(truncateds["__all__"])},
+            {TEAM: bool(terminateds["__all__"]), "__all__": bool(terminateds["__all__"])},
+            {TEAM: all(truncateds.get(a, False) for a in observations), "__all__": bool(truncateds["__all__"])},
             {TEAM: {}},
         )
 
