@@ -170,7 +170,7 @@ def _scenarios(args) -> None:
             env.close()
         except Exception as error:  # a scenario that needs kwargs still gets listed
             spaces = f"(needs kwargs: {error})"
-        fast = "  [backend: vectorized available]" if vectorized_factory(name) is not None else ""
+        fast = "  [vectorized twin]" if vectorized_factory(name) is not None else ""
         print(f"{name}{fast}\n    {entry.description}\n    {spaces}")
 
 

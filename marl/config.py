@@ -57,10 +57,12 @@ class ScenarioConfig(StrictModel):
     that concatenation, recomputed, so its configs use `observations`."""
     backend: Literal["pettingzoo", "vectorized"] = "pettingzoo"
     """How env runners step the scenario. `pettingzoo`: RLlib's stock multi-agent env
-    runner over the PettingZoo env (any scenario). `vectorized`: the fast path, a batch of
-    worlds stepped with numpy in one call and sampled by one batched forward pass per
-    policy (`marl/rllib/vectorized_env_runner.py`); only for scenarios with a vectorized
-    twin that matches them step for step (`marl scenarios` marks them), no wrappers."""
+    runner over the PettingZoo env (any scenario). `vectorized`: the fast path
+    (`marl/rllib/vectorized_env_runner.py`), a batch of worlds sampled by one batched
+    forward pass per policy: the scenario's numpy twin where it has one that takes these
+    kwargs and no wrappers (`marl scenarios` marks them), else plain copies of the PettingZoo
+    env stepped in a loop. Every agent must stay until its world's episode ends (a scenario
+    whose agents leave early is stopped with one line: use `pettingzoo` for it)."""
     bootstrap_at_time_limit: bool = False
     """When every agent is truncated (the scenario's time limit, e.g. mpe2's `max_cycles`),
     record the episode as truncated, so value targets bootstrap from the last observation
@@ -255,11 +257,6 @@ def build_config(raw: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(_describe(error, training_class, prefix="training.")) from None
     config.training = training
     training.check_compatible(config)
-    if config.scenario.backend == "vectorized":
-        from marl.envs.vectorized import check_vectorizable
-
-        scenario = config.scenario
-        check_vectorizable(scenario.name, scenario.kwargs, scenario.wrappers)
     return config
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path

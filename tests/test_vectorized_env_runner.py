@@ -24,7 +24,6 @@ from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from marl.config import load_config
-from marl.errors import ConfigError
 from marl.rllib.episodes import AgentChunk, build_episode_chunk
 from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
 from tests.test_training import REPO
@@ -41,6 +40,13 @@ CASES = {
     # A module that returns its actions itself (MADDPG's Gumbel-softmax sample; greedy here):
     # taken as they are, as RLlib's GetActions does, with no log-probability added.
     "maddpg_spread": ("maddpg_simple_spread.yaml", []),
+    # No twin: stacked PettingZoo copies (marl/envs/vectorized/stacked.py). Six heterogeneous
+    # agents with a policy each, and a SuperSuit-wrapped scenario (a twin runs no wrappers).
+    "mappo_world_comm_stacked": (
+        "mappo_simple_spread.yaml",
+        ["scenario.name=simple_world_comm_v3", "scenario.kwargs={max_cycles: 25}", "scenario.bootstrap_at_time_limit=false"],
+    ),
+    "ippo_spread_wrapped_stacked": ("ippo_simple_spread.yaml", ["scenario.wrappers=[pad_observations_v0]"]),
 }
 NUM_ENVS = 3
 
@@ -261,16 +267,32 @@ def test_metrics_use_the_stock_keys_and_count_every_step():
 
 
 @pytest.mark.parametrize(
-    "overrides, message",
+    "overrides, twin",
     [
-        (["scenario.name=simple_tag_v3", "scenario.kwargs={}"], "has no vectorized twin"),
-        (["scenario.wrappers=[pad_observations_v0]"], "does not run SuperSuit wrappers"),
-        (["scenario.kwargs={N: 3, dynamic_rescaling: true}"], "does not support kwargs ['dynamic_rescaling']"),
+        ([], True),
+        (["scenario.name=simple_tag_v3", "scenario.kwargs={}"], False),  # no twin
+        (["scenario.wrappers=[pad_observations_v0]"], False),  # a twin runs no wrappers
+        (["scenario.kwargs={N: 3, dynamic_rescaling: true}"], False),  # nor kwargs it lacks
     ],
 )
-def test_unsupported_vectorized_setups_are_refused_before_ray(overrides, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        load_config(REPO / "configs" / "mappo_simple_spread.yaml", ["scenario.backend=vectorized", *overrides])
+def test_setups_a_twin_cannot_run_run_as_stacked_copies(overrides, twin):
+    from marl.envs.vectorized import make_vectorized
+    from marl.envs.vectorized.stacked import StackedScenario
+
+    config = load_config(REPO / "configs" / "mappo_simple_spread.yaml", ["scenario.backend=vectorized", *overrides])
+    backend = make_vectorized(config.scenario.name, config.scenario.kwargs, 2, config.scenario.wrappers)
+    assert isinstance(backend, StackedScenario) is not twin
+
+
+def test_stacked_copies_refuse_agents_that_leave_early_in_one_line():
+    from marl.envs.vectorized import make_vectorized
+    from marl.errors import ScenarioError
+
+    backend = make_vectorized("tests.scenarios_for_tests:leaving_agents_env", {}, 2)  # a1 leaves at step 2
+    backend.reset([0, 1])
+    backend.step({agent: np.zeros(2, np.int64) for agent in backend.possible_agents})
+    with pytest.raises(ScenarioError, match=r"agents \['a1'\] left world 0's episode.*use scenario.backend: pettingzoo"):
+        backend.step({agent: np.zeros(2, np.int64) for agent in backend.possible_agents})
 
 
 def test_marl_scenarios_marks_the_scenarios_with_a_fast_path(capsys):
@@ -278,7 +300,7 @@ def test_marl_scenarios_marks_the_scenarios_with_a_fast_path(capsys):
 
     assert main(["scenarios"]) == 0
     headers = [line for line in capsys.readouterr().out.splitlines() if line and not line.startswith(" ")]
-    marked = sorted(line.split()[0] for line in headers if "[backend: vectorized available]" in line)
+    marked = sorted(line.split()[0] for line in headers if "[vectorized twin]" in line)
     assert marked == ["coordination_game", "simple_reference_v3", "simple_speaker_listener_v4", "simple_spread_v3"]
 
 

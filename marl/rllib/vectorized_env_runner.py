@@ -3,7 +3,8 @@
 RLlib's `MultiAgentEnvRunner` spends most of a training iteration on per-agent,
 per-step Python: connector pipelines, one `add_env_step` per sub-env, metrics per
 agent and step, a deep copy of every observation (`docs/performance.md`). For a
-scenario with a vectorized twin (`marl/envs/vectorized/`), this runner instead
+vectorized backend (`marl/envs/vectorized/`: a scenario's numpy twin, or copies of any
+PettingZoo scenario whose agents stay until the end), this runner instead
 
 - steps all `num_envs_per_env_runner` worlds with one numpy call;
 - lays out every agent's `[own obs | one-hot id | state]` for all worlds at once
@@ -88,6 +89,8 @@ class VectorizedEnv:
 
     def close(self) -> None:
         self.spec_adapter.close()
+        if hasattr(self.backend, "close"):  # stacked PettingZoo copies hold envs (numpy twins hold arrays)
+            self.backend.close()
 
 
 class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):

@@ -22,6 +22,10 @@ A twin provides (`B = num_envs`, arrays with the world first):
 - ``state() -> (B, state_dim)`` float32, when the PettingZoo env has ``state()``.
 
 Every agent acts at every step until its world ends (no agent leaves early).
+
+A scenario without a twin runs on the fast path too, as `num_envs` copies of the PettingZoo
+env stepped in a loop behind the same interface (`stacked.StackedScenario`): the env's own
+step stays, the runner's per-step overhead goes.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ from marl.envs.vectorized.mpe import (
     VectorSimpleSpread,
     VectorWorld,
 )
-from marl.errors import ConfigError
 
 VECTORIZED: dict[str, type] = {
     "simple_spread_v3": VectorSimpleSpread,
@@ -63,31 +66,28 @@ def vectorized_factory(name: str) -> Callable[..., Any] | None:
     return getattr(module, FACTORY_NAME, None)
 
 
-def check_vectorizable(name: str, kwargs: dict[str, Any], wrappers: list[Any]) -> Callable[..., Any]:
-    """The twin factory for this scenario, or a ConfigError saying why there is none."""
+def twin_for(name: str, kwargs: dict[str, Any], wrappers: list[Any]) -> Callable[..., Any] | None:
+    """The scenario's twin factory if the twin can run this config (no SuperSuit wrappers, kwargs
+    it accepts), else None: then stacked PettingZoo copies run it, which are always exact."""
     factory = vectorized_factory(name)
-    if factory is None:
-        raise ConfigError(
-            f"scenario.backend: vectorized: {name!r} has no vectorized twin (mpe2: {sorted(VECTORIZED)}, or a "
-            f"scenario module with a `{FACTORY_NAME}(num_envs, **kwargs)` factory); use backend: pettingzoo"
-        )
-    if wrappers:
-        raise ConfigError("scenario.backend: vectorized does not run SuperSuit wrappers; remove scenario.wrappers "
-                          "or use backend: pettingzoo")
-    signature = inspect.signature(factory)
-    parameters = signature.parameters.values()
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        accepted = [p.name for p in parameters if p.name not in ("self", "num_envs")]
-        unknown = sorted(set(kwargs) - set(accepted))
-        if unknown:
-            raise ConfigError(f"scenario.backend: vectorized {name} does not support kwargs {unknown} "
-                              f"(supported: {accepted}); use backend: pettingzoo")
-    return factory
+    if factory is None or wrappers:
+        return None
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return factory
+    accepted = {p.name for p in parameters if p.name not in ("self", "num_envs")}
+    return factory if set(kwargs) <= accepted else None
 
 
 def make_vectorized(name: str, kwargs: dict[str, Any], num_envs: int, wrappers: list[Any] | None = None):
-    """`num_envs` worlds of scenario `name`, stepped together."""
-    return check_vectorizable(name, kwargs, wrappers or [])(num_envs, **kwargs)
+    """`num_envs` worlds of scenario `name`, stepped together: its twin, else stacked copies."""
+    factory = twin_for(name, kwargs, wrappers or [])
+    if factory is None:
+        from marl.envs.scenario import ScenarioSpec
+        from marl.envs.vectorized.stacked import StackedScenario
+
+        return StackedScenario(ScenarioSpec(name, dict(kwargs), list(wrappers or [])), num_envs)
+    return factory(num_envs, **kwargs)
 
 
 __all__ = [
@@ -97,7 +97,7 @@ __all__ = [
     "VectorSimpleSpeakerListener",
     "VectorSimpleSpread",
     "VectorWorld",
-    "check_vectorizable",
     "make_vectorized",
+    "twin_for",
     "vectorized_factory",
 ]
