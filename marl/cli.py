@@ -69,19 +69,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> None:
-    from marl.config import load_config
+    from marl.config import build_config, read_config_file
     from marl.errors import ConfigError
-    from marl.training.runner import resume, train
+    from marl.training.resources import precheck_raw_resources
 
     if args.resume:
+        from marl.training.runner import resume
+
         if args.config or args.overrides:
             raise ConfigError("--resume takes only the run directory: the run's own config.yaml is used")
         resume(args.resume, address=args.address, max_iterations=args.max_iterations)
         return
     if not args.config:
         raise ConfigError("give an experiment config (e.g. configs/mappo_simple_spread.yaml) or --resume RUN_DIR")
-    config = load_config(args.config, args.overrides)
-    train(config, runs_root=args.runs_dir, address=args.address, max_iterations=args.max_iterations)
+    raw = read_config_file(args.config, args.overrides)
+    precheck_raw_resources(raw.get("resources"), args.address)  # before RLlib is imported: fails in a second
+    from marl.training.runner import train
+
+    train(build_config(raw), runs_root=args.runs_dir, address=args.address, max_iterations=args.max_iterations)
 
 
 def _sweep(args) -> int:

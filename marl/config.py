@@ -22,7 +22,7 @@ names the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -89,8 +89,11 @@ class ModelConfig(StrictModel):
 
 
 class ResourcesConfig(StrictModel):
-    num_env_runners: int = Field(2, ge=0)
-    """RLlib EnvRunner actors sampling in parallel (0 samples in the driver)."""
+    num_env_runners: Union[Annotated[int, Field(ge=0)], Literal["auto"]] = 2
+    """RLlib EnvRunner actors sampling in parallel (0 samples in the driver). `auto`: as many
+    as the cluster's CPUs host at `num_cpus_per_env_runner` each, one CPU left for the driver
+    (and remote learners' CPUs); at least 0. Checked before anything is built: a request that
+    does not fit fails with one line (marl/training/resources.py)."""
     num_envs_per_env_runner: int = Field(4, ge=1)
     """Scenario copies each EnvRunner steps in turn (amortises per-call overhead)."""
     rollout_fragment_length: int | Literal["auto"] = "auto"
@@ -260,6 +263,11 @@ def _parse_value(text: str) -> Any:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a YAML experiment file, apply dotted overrides and validate it."""
+    return build_config(read_config_file(path, overrides))
+
+
+def read_config_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A YAML experiment file as a plain dict with dotted overrides applied, not yet validated."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist (shipped ones are in configs/)")
@@ -269,7 +277,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (algorithm, scenario, ...)")
-    return build_config(apply_overrides(raw, overrides or []))
+    return apply_overrides(raw, overrides or [])
 
 
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:

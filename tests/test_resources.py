@@ -1,5 +1,7 @@
 """Learner GPU resolution: `auto` falls back to the CPU, an impossible request fails early."""
 
+import os
+
 import pytest
 
 from marl.errors import ConfigError
@@ -19,3 +21,90 @@ def test_gpu_asked_for_where_there_is_none_is_a_one_line_error():
         resolve_num_gpus_per_learner(1, 0, 0)
     message = str(info.value)
     assert "\n" not in message and "num_gpus_per_learner" in message and "auto" in message
+
+
+# -- CPUs: env runners, remote learners and the driver against the cluster (no Ray) ------------
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from marl.config import ResourcesConfig
+from marl.training.resources import ClusterCapacity, capacity_line, resolve_num_env_runners
+
+REPO = Path(__file__).resolve().parents[1]
+TWO_CORES = ClusterCapacity(2, 0, "this machine")
+
+
+@pytest.mark.parametrize(
+    "fields,cpus,driver_cpus,expected",
+    [
+        ({"num_env_runners": 2}, 2, 0, 2),  # outside Tune the driver reserves no Ray CPU (as before)
+        ({"num_env_runners": 0}, 1, 0, 0),
+        ({"num_env_runners": "auto"}, 2, 0, 1),  # auto leaves the driver a core
+        ({"num_env_runners": "auto"}, 16, 0, 15),
+        ({"num_env_runners": "auto"}, 1, 0, 0),
+        ({"num_env_runners": "auto", "num_cpus_per_env_runner": 2}, 16, 0, 7),
+        ({"num_env_runners": "auto"}, 16, 1, 15),  # in a Tune trial the driver's CPU is already reserved
+        ({"num_env_runners": "auto", "num_learners": 2}, 16, 0, 13),
+        ({"num_env_runners": 1, "num_learners": 1}, 2, 0, 1),
+    ],
+)
+def test_env_runners_resolve_against_the_cpus(fields, cpus, driver_cpus, expected):
+    resources = ResourcesConfig(**fields)
+    capacity = ClusterCapacity(cpus, 0, "the Ray cluster")
+    assert resolve_num_env_runners(resources, capacity, driver_cpus=driver_cpus) == expected
+
+
+def test_gpu_learners_reserve_no_cpu():
+    resources = ResourcesConfig(num_env_runners="auto", num_learners=2)
+    assert resolve_num_env_runners(resources, ClusterCapacity(4, 2, "the Ray cluster"), num_gpus_per_learner=1) == 3
+
+
+def test_too_many_env_runners_is_one_line_with_the_fit():
+    with pytest.raises(ConfigError) as info:
+        resolve_num_env_runners(ResourcesConfig(num_env_runners=100), TWO_CORES)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("resources.num_env_runners: 100 env runners x 1 CPU need 100 CPUs; this machine has 2")
+    assert "num_env_runners <= 2" in message and "auto" in message
+
+
+def test_tune_trials_count_the_drivers_cpu_in_the_message():
+    with pytest.raises(ConfigError, match=r"2 env runners x 1 CPU \+ 1 for the driver need 3 CPUs; .* <= 1"):
+        resolve_num_env_runners(ResourcesConfig(num_env_runners=2), ClusterCapacity(2, 0, "the Ray cluster"), driver_cpus=1)
+
+
+def test_too_many_remote_learners_names_num_learners():
+    with pytest.raises(ConfigError, match=r"^resources.num_learners: 3 remote learner\(s\).*use num_learners <= 2"):
+        resolve_num_env_runners(ResourcesConfig(num_env_runners=0, num_learners=3), TWO_CORES)
+
+
+def test_capacity_line_says_what_fits():
+    resources = ResourcesConfig(num_env_runners=1)
+    line = capacity_line(resources, TWO_CORES, requested="auto")
+    assert line == "resources: 1 (auto) env runner(s) x 1 CPU; 1 of this machine's 2 CPUs reserved in Ray, up to 2 env runners fit"
+
+
+def test_auto_is_a_valid_value_and_negative_counts_are_not():
+    assert ResourcesConfig(num_env_runners="auto").num_env_runners == "auto"
+    with pytest.raises(ValueError):
+        ResourcesConfig(num_env_runners=-1)
+
+
+def test_cli_rejects_env_runners_the_machine_cannot_host_before_starting_ray(tmp_path):
+    """The whole CLI path: one line, exit code 2, no Ray started, fast (the check runs before RLlib
+    is imported; the generous bound allows for a loaded shared machine)."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "marl.cli", "train", str(REPO / "configs" / "mappo_simple_spread.yaml"),
+         "resources.num_env_runners=100", "--runs-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: resources.num_env_runners: 100 env runners"), done.stderr
+    assert not list(tmp_path.iterdir())  # nothing built: no run directory
+    assert elapsed < 15, elapsed

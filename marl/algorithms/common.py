@@ -114,6 +114,11 @@ def apply_common_settings(
 ) -> AlgorithmConfig:
     """Environment, env runners, learners, multi-agent mapping and seed."""
     resources = experiment.resources
+    if resources.num_env_runners == "auto":
+        raise ConfigError(
+            "resources.num_env_runners: `auto` is resolved against a Ray cluster; build through marl.training "
+            "(train/sweep), or resolve it first with marl.training.resources.resolve_num_env_runners"
+        )
     fragment = resources.rollout_fragment_length
     if fragment == "auto":
         samplers = max(1, resources.num_env_runners) * resources.num_envs_per_env_runner

@@ -1,4 +1,8 @@
-"""Learner resources resolved from what the Ray cluster really has.
+"""Resources resolved from what the Ray cluster really has, checked before anything is built.
+
+Env runners: the requested count (or `auto`) against the cluster's CPUs, with Ray's own
+accounting (below), so a request that would make Ray wait forever fails with one line; for a
+local run this happens before Ray is even imported (`marl train` checks the raw config).
 
 RLlib on its own raises (local learner) or waits forever (remote learners) when a
 GPU is requested that the cluster lacks; we decide before building anything.
@@ -10,6 +14,10 @@ own node's (a driver on a CPU head node cannot use a GPU on a worker node).
 
 from __future__ import annotations
 
+import math
+import os
+import sys
+from dataclasses import dataclass
 from typing import Literal
 
 from marl.errors import ConfigError
@@ -43,3 +51,152 @@ def learner_gpus_for(config, ray) -> float:
     resources = config.resources
     available = usable_learner_gpus(ray, resources.num_learners)
     return resolve_num_gpus_per_learner(resources.num_gpus_per_learner, available, resources.num_learners)
+
+
+# -- CPUs: what the requested actors need against what the cluster has ------------------------
+#
+# What Ray actually reserves (RLlib 2.60, read in ray/rllib/algorithms/utils.py and
+# env/env_runner_group.py): outside Tune, `build_algo()` starts each remote env runner as an
+# actor asking `num_cpus_per_env_runner` CPUs and each remote learner one asking
+# `num_cpus_per_learner` (`auto`: 1 without a GPU, 0 with one); the driver, its local env
+# runner and a local learner (num_learners: 0) reserve nothing. An actor that asks more than
+# the cluster has left waits forever, so that sum must fit. Under Tune (`marl sweep`) the trial
+# also holds RLlib's main-process bundle (`default_resource_request`): 1 CPU for the driver.
+
+
+@dataclass(frozen=True)
+class ClusterCapacity:
+    """CPUs and GPUs Ray can hand out, and where they were counted (for messages)."""
+
+    cpus: float
+    gpus: float
+    where: str  # "this machine" or "the Ray cluster"
+
+
+def local_cpu_count() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup (container) quota.
+
+    Counted without Ray, so a local run is checked before Ray is imported; the local Ray
+    instance is then started with exactly this many CPUs (`ray_session`), so the check and
+    Ray's scheduler agree.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cpus, int(quota)) if quota else cpus)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs of a cgroup v2 `cpu.max` quota (`max` or no file: none)."""
+    try:
+        limit, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else float(limit) / float(period)
+
+
+def learner_cpus(num_learners: int, num_gpus_per_learner: float) -> float:
+    """CPUs Ray reserves for remote learners (RLlib's `num_cpus_per_learner: auto`)."""
+    return num_learners * (0.0 if num_gpus_per_learner else 1.0)
+
+
+def env_runners_that_fit(capacity: ClusterCapacity, cpus_per_runner: float, reserved_cpus: float) -> int:
+    """How many env runners fit in the CPUs left after `reserved_cpus` (never negative)."""
+    return max(0, math.floor((capacity.cpus - reserved_cpus) / cpus_per_runner + 1e-9))
+
+
+def resolve_num_env_runners(
+    resources, capacity: ClusterCapacity, *, num_gpus_per_learner: float = 0.0, driver_cpus: float = 0.0
+) -> int:
+    """`resources.num_env_runners` checked against `capacity`; `auto` -> the most that fit.
+
+    `driver_cpus`: CPUs Ray reserves for the driver (0 for `marl train`, 1 in a Tune trial;
+    see above). `auto` also leaves one CPU for the driver, which samples nothing but learns:
+    on 2 cores it gives 1 runner, on 16 cores 15. Raises ConfigError with one line saying
+    what was asked, what there is and what fits, instead of the hang Ray would give.
+    """
+    learners = learner_cpus(resources.num_learners, num_gpus_per_learner)
+    reserved = driver_cpus + learners
+    per_runner = resources.num_cpus_per_env_runner
+    if reserved > capacity.cpus:
+        raise ConfigError(
+            f"resources.num_learners: {resources.num_learners} remote learner(s) x 1 CPU"
+            f"{f' + {driver_cpus:g} for the driver' if driver_cpus else ''} need {reserved:g} CPUs; "
+            f"{capacity.where} has {capacity.cpus:g}: use num_learners <= {max(0, math.floor(capacity.cpus - driver_cpus))} "
+            "(0: the learner runs in the driver)"
+        )
+    fit = env_runners_that_fit(capacity, per_runner, reserved)
+    if resources.num_env_runners == "auto":
+        return env_runners_that_fit(capacity, per_runner, reserved + (0 if driver_cpus else 1))
+    requested = resources.num_env_runners
+    if requested * per_runner + reserved > capacity.cpus + 1e-9:
+        extras = "".join(
+            f" + {cpus:g} for {what}" for cpus, what in ((learners, "remote learners"), (driver_cpus, "the driver")) if cpus
+        )
+        raise ConfigError(
+            f"resources.num_env_runners: {requested} env runners x {per_runner:g} CPU{extras} need "
+            f"{requested * per_runner + reserved:g} CPUs; {capacity.where} has {capacity.cpus:g}: "
+            f"use num_env_runners <= {fit}, or `auto`"
+        )
+    return requested
+
+
+def with_num_env_runners(config, num_env_runners: int):
+    """`config` with `resources.num_env_runners` resolved (a copy; the same object if unchanged)."""
+    if config.resources.num_env_runners == num_env_runners:
+        return config
+    resolved = config.model_copy(deep=True)
+    resolved.resources.num_env_runners = num_env_runners
+    return resolved
+
+
+def capacity_line(
+    resources, capacity: ClusterCapacity, *, requested: int | str, num_gpus_per_learner: float = 0.0, driver_cpus: float = 0.0
+) -> str:
+    """The one line a run prints: the env runners it reserves (and what was asked), and what would fit."""
+    reserved = driver_cpus + learner_cpus(resources.num_learners, num_gpus_per_learner)
+    used = resources.num_env_runners * resources.num_cpus_per_env_runner + reserved
+    fit = env_runners_that_fit(capacity, resources.num_cpus_per_env_runner, reserved)
+    asked = f" ({requested})" if requested == "auto" else ""
+    return (
+        f"resources: {resources.num_env_runners}{asked} env runner(s) x {resources.num_cpus_per_env_runner:g} CPU; "
+        f"{used:g} of {capacity.where}'s {capacity.cpus:g} CPUs reserved in Ray, up to {fit} env runners fit"
+    )
+
+
+def starts_local_ray(address: str | None) -> bool:
+    """Whether `marl train` will start a fresh local Ray (no cluster to join): then this
+    machine's CPUs are the cluster's, and they can be checked before Ray is imported."""
+    ray = sys.modules.get("ray")  # looked up, not imported: this check must not wait for Ray
+    return not address and not os.environ.get("RAY_ADDRESS") and not (ray is not None and ray.is_initialized())
+
+
+def local_env_runners(resources) -> int:
+    """Before Ray starts: the env runners (`auto` resolved) checked against this machine's CPUs.
+
+    Learner GPUs are not known yet; a GPU learner reserves no CPU, so assuming none is the
+    stricter check. The local Ray is then started with exactly these CPUs (`ray_session`).
+    """
+    requested_gpus = resources.num_gpus_per_learner
+    gpus = 0.0 if requested_gpus == "auto" else float(requested_gpus)
+    capacity = ClusterCapacity(local_cpu_count(), 0.0, "this machine")
+    return resolve_num_env_runners(resources, capacity, num_gpus_per_learner=gpus)
+
+
+def precheck_raw_resources(raw_resources, address: str | None) -> None:
+    """The CLI's first check, on the config file's raw `resources` section, before the whole
+    config is validated (which imports RLlib): a run that cannot fit fails in a second.
+    A section that does not validate is left to the full validation, which names the key."""
+    if not starts_local_ray(address):
+        return
+    from pydantic import ValidationError
+
+    from marl.config import ResourcesConfig
+
+    try:
+        resources = ResourcesConfig.model_validate(raw_resources or {})
+    except ValidationError:
+        return
+    local_env_runners(resources)

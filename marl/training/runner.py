@@ -16,7 +16,6 @@ checkpoint with the same iteration and env-step counters.
 from __future__ import annotations
 
 import os
-
 import signal
 import threading
 import time
@@ -33,7 +32,16 @@ from marl.envs.validation import check_parallel_api
 from marl.errors import CheckpointError
 from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint
 from marl.training.metrics import MetricsWriter, flatten_result, progress_line
-from marl.training.resources import learner_gpus_for
+from marl.training.resources import (
+    ClusterCapacity,
+    capacity_line,
+    learner_gpus_for,
+    local_cpu_count,
+    local_env_runners,
+    resolve_num_env_runners,
+    starts_local_ray,
+    with_num_env_runners,
+)
 
 Printer = Callable[[str], None]
 RUN_DIR_LINE = "run directory: "  # the first line a run prints (a sweep's trials read it)
@@ -68,8 +76,14 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     return build_config(yaml.safe_load(path.read_text()))
 
 
+def cluster_capacity(ray) -> ClusterCapacity:
+    """The connected Ray cluster's CPUs and GPUs, as its scheduler counts them."""
+    total = ray.cluster_resources()
+    return ClusterCapacity(total.get("CPU", 0.0), total.get("GPU", 0.0), "the Ray cluster")
+
+
 @contextmanager
-def ray_session(address: str | None):
+def ray_session(address: str | None, *, num_cpus: int | None = None):
     """Join `address`, or start an embedded local Ray; always shut it down.
 
     Without an address Ray's own `ray.init()` would join the cluster last started on this
@@ -90,7 +104,7 @@ def ray_session(address: str | None):
     elif os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=num_cpus or local_cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
@@ -134,6 +148,10 @@ def train(
     on_iteration: IterationHook | None = None,
 ) -> Path:
     """Train `config` (or continue the run in `run_dir`); returns the run directory."""
+    requested_runners = config.resources.num_env_runners
+    local = starts_local_ray(address)
+    if local:
+        config = with_num_env_runners(config, local_env_runners(config.resources))  # first: 100 env runners on 2 cores fail here, in a second
     resuming = run_dir is not None
     checkpoint = latest_checkpoint(run_dir) if resuming else None
     if resuming and checkpoint is None:
@@ -146,6 +164,14 @@ def train(
 
     with ray_session(address) as ray:
         num_gpus = learner_gpus_for(config, ray)
+        in_trial = not local and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+        # A Tune trial's placement group also holds the driver's CPU (RLlib's main-process bundle).
+        driver_cpus = 1.0 if in_trial else 0.0
+        capacity = cluster_capacity(ray)
+        config = with_num_env_runners(
+            config, resolve_num_env_runners(config.resources, capacity, num_gpus_per_learner=num_gpus, driver_cpus=driver_cpus)
+        )
+        echo(capacity_line(config.resources, capacity, requested=requested_runners, num_gpus_per_learner=num_gpus, driver_cpus=driver_cpus))
         rllib_config = config.training.to_rllib(config, num_gpus_per_learner=num_gpus)
         echo(
             f"{config.algorithm} on {config.scenario.name}: policies {sorted(rllib_config.policies)}, "
