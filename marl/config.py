@@ -88,6 +88,23 @@ class ModelConfig(StrictModel):
     """Activation of the hidden layers."""
 
 
+ThreadCount = Union[Annotated[int, Field(ge=1)], Literal["auto"]]
+
+
+class ThreadsConfig(StrictModel):
+    """torch intra-op and numpy/BLAS threads of each kind of process (marl/rllib/threads.py).
+    Without a setting, torch and BLAS use every core of the machine in the driver."""
+
+    driver: ThreadCount = "auto"
+    """The driver process, and the learner in it when `num_learners: 0`. `auto`: its node's
+    CPUs minus those reserved by the env runners Ray placed there, at least 1."""
+    env_runner: ThreadCount = "auto"
+    """Each remote env runner. `auto`: its `num_cpus_per_env_runner`, rounded down, at least 1."""
+    learner: ThreadCount = "auto"
+    """Each remote learner (`num_learners` >= 1). `auto`: the CPUs Ray reserves for it (1 for a
+    CPU learner; a GPU learner reserves none and gets 1)."""
+
+
 class ResourcesConfig(StrictModel):
     num_env_runners: Union[Annotated[int, Field(ge=0)], Literal["auto"]] = 2
     """RLlib EnvRunner actors sampling in parallel (0 samples in the driver). `auto`: as many
@@ -104,6 +121,9 @@ class ResourcesConfig(StrictModel):
     """GPUs per learner. `auto`: 1 when the Ray cluster has a GPU, else 0 (CPU)."""
     num_cpus_per_env_runner: float = Field(1.0, gt=0)
     """CPUs Ray reserves for each EnvRunner."""
+    threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
+    """Threads per process (torch, numpy/BLAS), from what Ray grants each by default; printed
+    once at the start of a run."""
     restart_failed_env_runners: bool = True
     """Fault tolerance: when an EnvRunner dies (its process crashed or was killed, its
     node was lost), Ray restarts it with the same index and RLlib syncs the current

@@ -108,3 +108,40 @@ def test_cli_rejects_env_runners_the_machine_cannot_host_before_starting_ray(tmp
     assert len(lines) == 1 and lines[0].startswith("error: resources.num_env_runners: 100 env runners"), done.stderr
     assert not list(tmp_path.iterdir())  # nothing built: no run directory
     assert elapsed < 15, elapsed
+
+
+# -- threads per process -------------------------------------------------------------------------
+
+from types import SimpleNamespace
+
+from marl.training.resources import actor_threads, driver_threads, threads_line
+
+
+@pytest.mark.parametrize("requested,cpus,expected", [("auto", 1, 1), ("auto", 0.5, 1), ("auto", 0, 1), ("auto", 3.5, 3), (4, 1, 4)])
+def test_actor_threads_follow_the_granted_cpus(requested, cpus, expected):
+    assert actor_threads(requested, cpus) == expected
+
+
+@pytest.mark.parametrize("requested,node,runners,expected", [("auto", 16, 14, 2), ("auto", 2, 0, 2), ("auto", 2, 2, 1), (3, 2, 2, 3)])
+def test_driver_threads_are_what_the_env_runners_leave(requested, node, runners, expected):
+    assert driver_threads(requested, node, runners) == expected
+
+
+def test_threads_line_names_every_kind_of_process_that_runs():
+    assert threads_line(2, 0, 1, 0, 1) == "threads (torch, numpy/BLAS): driver 2 (learner in it)"
+    assert threads_line(2, 14, 1, 2, 1) == "threads (torch, numpy/BLAS): driver 2, env runners 1 each, remote learners 1 each"
+
+
+def test_only_a_remote_learner_resizes_its_process():
+    torch = pytest.importorskip("torch")
+    from marl.rllib.threads import LEARNER_THREADS_KEY, limit_learner_threads, limit_threads
+
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    try:
+        limit_learner_threads(SimpleNamespace(learner_config_dict={LEARNER_THREADS_KEY: target}, num_learners=0))
+        assert torch.get_num_threads() == before, "a local learner keeps the driver's threads"
+        limit_learner_threads(SimpleNamespace(learner_config_dict={LEARNER_THREADS_KEY: target}, num_learners=2))
+        assert torch.get_num_threads() == target
+    finally:
+        limit_threads(before)

@@ -200,3 +200,27 @@ def precheck_raw_resources(raw_resources, address: str | None) -> None:
     except ValidationError:
         return
     local_env_runners(resources)
+
+
+# -- threads per process (applied by marl/rllib/threads.py) -----------------------------------
+
+
+def actor_threads(requested: int | str, granted_cpus: float) -> int:
+    """Threads of a Ray actor: the setting, or (`auto`) its granted CPUs rounded down, at least 1."""
+    return requested if requested != "auto" else max(1, math.floor(granted_cpus + 1e-9))
+
+
+def driver_threads(requested: int | str, node_cpus: float, env_runner_cpus_on_node: float) -> int:
+    """Threads of the driver (and a local learner): the setting, or (`auto`) what its node has
+    left after the env runners Ray placed there, at least 1."""
+    return requested if requested != "auto" else max(1, math.floor(node_cpus - env_runner_cpus_on_node + 1e-9))
+
+
+def threads_line(driver: int, env_runners: int, env_runner_threads: int, learners: int, learner_threads: int) -> str:
+    """The line a run prints once about its thread pools."""
+    parts = [f"driver {driver}" + (" (learner in it)" if not learners else "")]
+    if env_runners:
+        parts.append(f"env runners {env_runner_threads} each")
+    if learners:
+        parts.append(f"remote learners {learner_threads} each")
+    return "threads (torch, numpy/BLAS): " + ", ".join(parts)

@@ -32,8 +32,13 @@ from marl.envs.validation import check_parallel_api
 from marl.errors import CheckpointError
 from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint
 from marl.training.metrics import MetricsWriter, flatten_result, progress_line
+from marl.rllib.threads import limit_threads
 from marl.training.resources import (
     ClusterCapacity,
+    actor_threads,
+    driver_threads,
+    learner_cpus,
+    threads_line,
     capacity_line,
     learner_gpus_for,
     local_cpu_count,
@@ -180,6 +185,7 @@ def train(
         )
         algo = rllib_config.build_algo()
         try:
+            echo(apply_driver_threads(algo, config, ray, num_gpus))
             start = {"iteration": None, "env_steps": 0}
             if checkpoint is not None:
                 algo.restore_from_path(str(checkpoint))
@@ -192,6 +198,24 @@ def train(
         finally:
             algo.stop()
     return run_dir
+
+
+def apply_driver_threads(algo, config: ExperimentConfig, ray, num_gpus_per_learner: float) -> str:
+    """Size this process's thread pools (resources.threads.driver) once the env runners are
+    placed; returns the line that states every process's threads."""
+    resources = config.resources
+    here = ray.get_runtime_context().get_node_id()
+    node_cpus = next((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["NodeID"] == here), 0.0)
+    runners_here = env_runner_nodes(algo).count(here) if resources.num_env_runners else 0
+    threads = driver_threads(resources.threads.driver, node_cpus, runners_here * resources.num_cpus_per_env_runner)
+    limit_threads(threads)
+    return threads_line(
+        threads,
+        resources.num_env_runners,
+        actor_threads(resources.threads.env_runner, resources.num_cpus_per_env_runner),
+        resources.num_learners,
+        actor_threads(resources.threads.learner, learner_cpus(1, num_gpus_per_learner)),
+    )
 
 
 def _checkpoint_meta(algo, config: ExperimentConfig, row: dict[str, float]) -> dict:
