@@ -118,7 +118,14 @@ class ResourcesConfig(StrictModel):
     num_learners: int = Field(0, ge=0)
     """0: one learner in the driver; N: N remote data-parallel learner actors."""
     num_gpus_per_learner: float | Literal["auto"] = "auto"
-    """GPUs per learner. `auto`: 1 when the Ray cluster has a GPU, else 0 (CPU)."""
+    """GPUs per learner. `auto`: 1 when the Ray cluster has a GPU for every learner AND one
+    gradient step is big enough to gain from it (`gpu_min_update_work`), else 0 (CPU)."""
+    gpu_min_update_work: float = Field(2e9, ge=0)
+    """For `num_gpus_per_learner: auto`: the least work of one gradient step (parameters of all
+    modules x rows of a minibatch) for which the GPU learner is chosen. The shipped MAPPO
+    (2.7e8) and MADDPG (8.9e7) configs trained about a third slower on an H200 than on its
+    CPU; the crossover is to be measured with benchmarks/hardware.py (docs/performance.md).
+    0 picks the GPU wherever there is one."""
     num_cpus_per_env_runner: float = Field(1.0, gt=0)
     """CPUs Ray reserves for each EnvRunner."""
     threads: ThreadsConfig = Field(default_factory=ThreadsConfig)

@@ -145,3 +145,35 @@ def test_only_a_remote_learner_resizes_its_process():
         assert torch.get_num_threads() == target
     finally:
         limit_threads(before)
+
+
+# -- `num_gpus_per_learner: auto` takes the GPU only where the update is big enough ------------
+
+
+@pytest.mark.parametrize("work,expected", [(None, 1.0), (1e8, 0.0), (2e9, 1.0), (1e10, 1.0)])
+def test_auto_gpu_needs_enough_work(work, expected):
+    assert resolve_num_gpus_per_learner("auto", 1, 0, work=work, min_work=2e9) == expected
+
+
+def test_work_never_overrides_an_explicit_gpu_request():
+    assert resolve_num_gpus_per_learner(1, 1, 0, work=1.0, min_work=2e9) == 1.0
+
+
+@pytest.mark.parametrize(
+    "config_name,overrides,usable,expected",
+    [
+        ("mappo_simple_spread", [], 1, 0.0),  # 2.7e8: measured slower on an H200's GPU
+        ("maddpg_simple_spread", [], 1, 0.0),  # 8.9e7: likewise
+        ("mappo_simple_spread", ["model.hidden=[256, 256]", "training.train_batch_size=22400"], 1, 1.0),  # 1e10
+        ("mappo_simple_spread", ["resources.gpu_min_update_work=0"], 1, 1.0),
+        ("mappo_simple_spread", ["model.hidden=[256, 256]", "training.train_batch_size=22400"], 0, 0.0),  # no GPU
+    ],
+)
+def test_auto_gpu_choice_of_shipped_and_large_configs(config_name, overrides, usable, expected):
+    from marl.config import load_config
+    from marl.training.resources import choose_learner_gpus
+
+    config = load_config(REPO / "configs" / f"{config_name}.yaml", overrides)
+    gpus, reason = choose_learner_gpus(config, usable)
+    assert gpus == expected, reason
+    assert reason.startswith("auto")

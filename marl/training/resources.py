@@ -23,11 +23,45 @@ from typing import Literal
 from marl.errors import ConfigError
 
 
-def resolve_num_gpus_per_learner(requested: float | Literal["auto"], cluster_gpus: float, num_learners: int) -> float:
-    """GPUs per learner: `auto` -> 1 if the cluster has a GPU for every learner, else 0."""
+# -- GPUs: `auto` picks the GPU only where an update is big enough to pay for it --------------
+#
+# Measured on one H200 with 16 cores (../shared/device/README.md, 2026-12-01): MAPPO's shipped
+# config (update work 2.7e8, below) trained at 2,200 env steps/s with the GPU learner against
+# 3,400 with the CPU learner; MADDPG's (8.9e7) at 2,100 against 3,100. Kernel launches and
+# transfers cost more than the arithmetic they save at those sizes. So `auto` takes the GPU
+# only when one gradient step's work reaches `resources.gpu_min_update_work` (default 2e9:
+# an order of magnitude above both losing configs, below the 1e10 of the 14-runner, 256x256,
+# 22,400-row workload). Where exactly the GPU starts to win has not been measured yet:
+# `benchmarks/hardware.py` times both learners on each workload and prints each one's work,
+# which is how the default is to be set.
+
+
+def update_work(rllib_config) -> float:
+    """One gradient step's work: the parameters of all modules x the rows of one minibatch.
+
+    A proxy for the FLOPs of a forward and backward pass (both scale with it for MLPs),
+    computed from the built (CPU) modules and the config's minibatch, before any learner exists.
+    """
+    module = rllib_config.rl_module_spec.build()
+    params = sum(p.numel() for module_id in module.keys() for p in module[module_id].parameters())
+    rows = getattr(rllib_config, "minibatch_size", None) or rllib_config.train_batch_size_per_learner
+    return float(params) * float(rows)
+
+
+def resolve_num_gpus_per_learner(
+    requested: float | Literal["auto"],
+    cluster_gpus: float,
+    num_learners: int,
+    *,
+    work: float | None = None,
+    min_work: float = 0.0,
+) -> float:
+    """GPUs per learner: `auto` -> 1 if the cluster has a GPU for every learner and the update's
+    `work` (when given) reaches `min_work`, else 0. An explicit request the cluster cannot
+    meet fails in one line (RLlib would raise late or wait forever)."""
     learners = max(1, num_learners)
     if requested == "auto":
-        return 1.0 if cluster_gpus >= learners else 0.0
+        return 1.0 if cluster_gpus >= learners and (work is None or work >= min_work) else 0.0
     if requested * learners > cluster_gpus:
         raise ConfigError(
             f"resources.num_gpus_per_learner: {requested} x {learners} learner(s) needs "
@@ -36,6 +70,22 @@ def resolve_num_gpus_per_learner(requested: float | Literal["auto"], cluster_gpu
             "set num_gpus_per_learner: auto (GPU where there is one) or 0"
         )
     return float(requested)
+
+
+def choose_learner_gpus(config, usable_gpus: float) -> tuple[float, str]:
+    """`resources.num_gpus_per_learner` of an experiment resolved against `usable_gpus`, and the
+    reason, for the run's first lines. The update's work is only computed when `auto` has a
+    GPU to choose (it builds the modules once on the CPU)."""
+    resources = config.resources
+    requested, learners = resources.num_gpus_per_learner, resources.num_learners
+    if requested != "auto" or usable_gpus < max(1, learners):
+        gpus = resolve_num_gpus_per_learner(requested, usable_gpus, learners)
+        return gpus, "as configured" if requested != "auto" else "auto: no GPU for every learner"
+    work = update_work(config.training.to_rllib(with_num_env_runners(config, 0), num_gpus_per_learner=0))
+    threshold = resources.gpu_min_update_work
+    gpus = resolve_num_gpus_per_learner(requested, usable_gpus, learners, work=work, min_work=threshold)
+    relation = ">=" if gpus else "<"
+    return gpus, f"auto: update work {work:.2g} {relation} resources.gpu_min_update_work {threshold:.2g}"
 
 
 def usable_learner_gpus(ray, num_learners: int) -> float:
@@ -48,9 +98,7 @@ def usable_learner_gpus(ray, num_learners: int) -> float:
 
 def learner_gpus_for(config, ray) -> float:
     """`resources.num_gpus_per_learner` of an experiment config, resolved on the connected cluster."""
-    resources = config.resources
-    available = usable_learner_gpus(ray, resources.num_learners)
-    return resolve_num_gpus_per_learner(resources.num_gpus_per_learner, available, resources.num_learners)
+    return choose_learner_gpus(config, usable_learner_gpus(ray, config.resources.num_learners))[0]
 
 
 # -- CPUs: what the requested actors need against what the cluster has ------------------------

@@ -39,8 +39,9 @@ from marl.training.resources import (
     driver_threads,
     learner_cpus,
     threads_line,
+    usable_learner_gpus,
     capacity_line,
-    learner_gpus_for,
+    choose_learner_gpus,
     local_cpu_count,
     local_env_runners,
     resolve_num_env_runners,
@@ -168,7 +169,7 @@ def train(
     echo(f"{RUN_DIR_LINE}{run_dir}")
 
     with ray_session(address) as ray:
-        num_gpus = learner_gpus_for(config, ray)
+        num_gpus, gpu_reason = choose_learner_gpus(config, usable_learner_gpus(ray, config.resources.num_learners))
         in_trial = not local and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
         # A Tune trial's placement group also holds the driver's CPU (RLlib's main-process bundle).
         driver_cpus = 1.0 if in_trial else 0.0
@@ -181,7 +182,7 @@ def train(
         echo(
             f"{config.algorithm} on {config.scenario.name}: policies {sorted(rllib_config.policies)}, "
             f"{config.resources.num_env_runners} env runner(s) x {config.resources.num_envs_per_env_runner} env(s), "
-            f"learner on {'GPU' if num_gpus else 'CPU'}"
+            f"learner on {'GPU' if num_gpus else 'CPU'} ({gpu_reason})"
         )
         algo = rllib_config.build_algo()
         try:

@@ -192,9 +192,9 @@ def trial_resources(config: ExperimentConfig, cluster_gpus: float):
     The cluster's GPUs count even for a local learner: the bundle asking for one makes Tune
     start the trial on a node that has it (inside, the runner then finds it on its node).
     """
-    from marl.training.resources import resolve_num_gpus_per_learner
+    from marl.training.resources import choose_learner_gpus
 
-    gpus = resolve_num_gpus_per_learner(config.resources.num_gpus_per_learner, cluster_gpus, config.resources.num_learners)
+    gpus = choose_learner_gpus(config, cluster_gpus)[0]
     rllib_config = config.training.to_rllib(config, num_gpus_per_learner=gpus)
     return rllib_config.algo_class.default_resource_request(rllib_config)
 
@@ -203,14 +203,12 @@ def trial_env_runners(config: ExperimentConfig, ray) -> ExperimentConfig:
     """A trial's env runners checked against the whole cluster (`auto` resolved), counting
     the driver's CPU that RLlib's placement group holds: one line instead of a trial that
     Tune keeps pending forever."""
-    from marl.training.resources import (
-        ClusterCapacity, resolve_num_env_runners, resolve_num_gpus_per_learner, with_num_env_runners,
-    )
+    from marl.training.resources import ClusterCapacity, choose_learner_gpus, resolve_num_env_runners, with_num_env_runners
 
     total = ray.cluster_resources()
     capacity = ClusterCapacity(total.get("CPU", 0.0), total.get("GPU", 0.0), "the Ray cluster")
     resources = config.resources
-    gpus = resolve_num_gpus_per_learner(resources.num_gpus_per_learner, capacity.gpus, resources.num_learners)
+    gpus = choose_learner_gpus(config, capacity.gpus)[0]
     runners = resolve_num_env_runners(resources, capacity, num_gpus_per_learner=gpus, driver_cpus=1.0)
     return with_num_env_runners(config, runners)
 
