@@ -96,8 +96,9 @@ class ThreadsConfig(StrictModel):
     Without a setting, torch and BLAS use every core of the machine in the driver."""
 
     driver: ThreadCount = "auto"
-    """The driver process, and the learner in it when `num_learners: 0`. `auto`: its node's
-    CPUs minus those reserved by the env runners Ray placed there, at least 1."""
+    """The driver process, and the learner in it when `num_learners: 0`. `auto`: 1, unless that
+    learner runs a large update on the CPU (`large_update_work`): then its node's CPUs minus
+    those reserved by the env runners Ray placed there, at least 1."""
     env_runner: ThreadCount = "auto"
     """Each remote env runner. `auto`: its `num_cpus_per_env_runner`, rounded down, at least 1."""
     learner: ThreadCount = "auto"
@@ -119,13 +120,15 @@ class ResourcesConfig(StrictModel):
     """0: one learner in the driver; N: N remote data-parallel learner actors."""
     num_gpus_per_learner: float | Literal["auto"] = "auto"
     """GPUs per learner. `auto`: 1 when the Ray cluster has a GPU for every learner AND one
-    gradient step is big enough to gain from it (`gpu_min_update_work`), else 0 (CPU)."""
-    gpu_min_update_work: float = Field(2e9, ge=0)
-    """For `num_gpus_per_learner: auto`: the least work of one gradient step (parameters of all
-    modules x rows of a minibatch) for which the GPU learner is chosen. The shipped MAPPO
-    (2.7e8) and MADDPG (8.9e7) configs trained about a third slower on an H200 than on its
-    CPU; the crossover is to be measured with benchmarks/hardware.py (docs/performance.md).
-    0 picks the GPU wherever there is one."""
+    gradient step is big enough to gain from it (`large_update_work`), else 0 (CPU)."""
+    large_update_work: float = Field(2e9, ge=0)
+    """Work of one gradient step (parameters of all modules x rows of a minibatch) from which
+    an update counts as large. A large update gets the GPU (`num_gpus_per_learner: auto`) and,
+    on the CPU, every core its node leaves (`threads.driver: auto`); a smaller one stays on the
+    CPU at one thread. Measured: the shipped MAPPO (2.7e8) and MADDPG (8.9e7) configs trained
+    about a third slower on an H200's GPU than on its CPU, and MAPPO's driver ran ~10x slower
+    at 2 threads than at 1 on a loaded 2-core machine (docs/performance.md); where the GPU
+    starts to win is to be measured with benchmarks/hardware.py. 0: every update is large."""
     num_cpus_per_env_runner: float = Field(1.0, gt=0)
     """CPUs Ray reserves for each EnvRunner."""
     threads: ThreadsConfig = Field(default_factory=ThreadsConfig)

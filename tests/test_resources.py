@@ -122,9 +122,12 @@ def test_actor_threads_follow_the_granted_cpus(requested, cpus, expected):
     assert actor_threads(requested, cpus) == expected
 
 
-@pytest.mark.parametrize("requested,node,runners,expected", [("auto", 16, 14, 2), ("auto", 2, 0, 2), ("auto", 2, 2, 1), (3, 2, 2, 3)])
-def test_driver_threads_are_what_the_env_runners_leave(requested, node, runners, expected):
-    assert driver_threads(requested, node, runners) == expected
+@pytest.mark.parametrize(
+    "requested,node,runners,large,expected",
+    [("auto", 16, 14, True, 2), ("auto", 2, 0, True, 2), ("auto", 2, 2, True, 1), ("auto", 16, 0, False, 1), (3, 2, 2, False, 3)],
+)
+def test_driver_threads_are_what_the_env_runners_leave_for_large_updates_else_one(requested, node, runners, large, expected):
+    assert driver_threads(requested, node, runners, large_cpu_update=large) == expected
 
 
 def test_threads_line_names_every_kind_of_process_that_runs():
@@ -165,7 +168,7 @@ def test_work_never_overrides_an_explicit_gpu_request():
         ("mappo_simple_spread", [], 1, 0.0),  # 2.7e8: measured slower on an H200's GPU
         ("maddpg_simple_spread", [], 1, 0.0),  # 8.9e7: likewise
         ("mappo_simple_spread", ["model.hidden=[256, 256]", "training.train_batch_size=22400"], 1, 1.0),  # 1e10
-        ("mappo_simple_spread", ["resources.gpu_min_update_work=0"], 1, 1.0),
+        ("mappo_simple_spread", ["resources.large_update_work=0"], 1, 1.0),
         ("mappo_simple_spread", ["model.hidden=[256, 256]", "training.train_batch_size=22400"], 0, 0.0),  # no GPU
     ],
 )

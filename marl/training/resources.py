@@ -29,7 +29,7 @@ from marl.errors import ConfigError
 # config (update work 2.7e8, below) trained at 2,200 env steps/s with the GPU learner against
 # 3,400 with the CPU learner; MADDPG's (8.9e7) at 2,100 against 3,100. Kernel launches and
 # transfers cost more than the arithmetic they save at those sizes. So `auto` takes the GPU
-# only when one gradient step's work reaches `resources.gpu_min_update_work` (default 2e9:
+# only when one gradient step's work reaches `resources.large_update_work` (default 2e9:
 # an order of magnitude above both losing configs, below the 1e10 of the 14-runner, 256x256,
 # 22,400-row workload). Where exactly the GPU starts to win has not been measured yet:
 # `benchmarks/hardware.py` times both learners on each workload and prints each one's work,
@@ -82,10 +82,10 @@ def choose_learner_gpus(config, usable_gpus: float) -> tuple[float, str]:
         gpus = resolve_num_gpus_per_learner(requested, usable_gpus, learners)
         return gpus, "as configured" if requested != "auto" else "auto: no GPU for every learner"
     work = update_work(config.training.to_rllib(with_num_env_runners(config, 0), num_gpus_per_learner=0))
-    threshold = resources.gpu_min_update_work
+    threshold = resources.large_update_work
     gpus = resolve_num_gpus_per_learner(requested, usable_gpus, learners, work=work, min_work=threshold)
     relation = ">=" if gpus else "<"
-    return gpus, f"auto: update work {work:.2g} {relation} resources.gpu_min_update_work {threshold:.2g}"
+    return gpus, f"auto: update work {work:.2g} {relation} resources.large_update_work {threshold:.2g}"
 
 
 def usable_learner_gpus(ray, num_learners: int) -> float:
@@ -258,10 +258,19 @@ def actor_threads(requested: int | str, granted_cpus: float) -> int:
     return requested if requested != "auto" else max(1, math.floor(granted_cpus + 1e-9))
 
 
-def driver_threads(requested: int | str, node_cpus: float, env_runner_cpus_on_node: float) -> int:
-    """Threads of the driver (and a local learner): the setting, or (`auto`) what its node has
-    left after the env runners Ray placed there, at least 1."""
-    return requested if requested != "auto" else max(1, math.floor(node_cpus - env_runner_cpus_on_node + 1e-9))
+def driver_threads(requested: int | str, node_cpus: float, env_runner_cpus_on_node: float, *, large_cpu_update: bool) -> int:
+    """Threads of the driver (and a local learner): the setting, or (`auto`) 1, unless the
+    learner in it runs a large update on the CPU: then what its node has left after the env
+    runners Ray placed there, at least 1.
+
+    Why one thread for small updates: torch's intra-op pool (all cores by default) made the
+    shipped MAPPO ~10x slower at 2 threads than at 1 on a 2-core machine that others were
+    loading too (docs/performance.md): for a 128x128 MLP the threads mostly wait for each other,
+    and any other busy process (env runners, a neighbour) deschedules one of them.
+    """
+    if requested != "auto":
+        return requested
+    return max(1, math.floor(node_cpus - env_runner_cpus_on_node + 1e-9)) if large_cpu_update else 1
 
 
 def threads_line(driver: int, env_runners: int, env_runner_threads: int, learners: int, learner_threads: int) -> str:

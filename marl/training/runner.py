@@ -39,6 +39,7 @@ from marl.training.resources import (
     driver_threads,
     learner_cpus,
     threads_line,
+    update_work,
     usable_learner_gpus,
     capacity_line,
     choose_learner_gpus,
@@ -208,7 +209,10 @@ def apply_driver_threads(algo, config: ExperimentConfig, ray, num_gpus_per_learn
     here = ray.get_runtime_context().get_node_id()
     node_cpus = next((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["NodeID"] == here), 0.0)
     runners_here = env_runner_nodes(algo).count(here) if resources.num_env_runners else 0
-    threads = driver_threads(resources.threads.driver, node_cpus, runners_here * resources.num_cpus_per_env_runner)
+    large_cpu_update = not num_gpus_per_learner and resources.num_learners == 0 and update_work(algo.config) >= resources.large_update_work
+    threads = driver_threads(
+        resources.threads.driver, node_cpus, runners_here * resources.num_cpus_per_env_runner, large_cpu_update=large_cpu_update
+    )
     limit_threads(threads)
     return threads_line(
         threads,
