@@ -187,7 +187,7 @@ def run_one(kind: str, args: dict) -> list[dict]:
 
 def plan(sections: list[str], quick: bool, gpu: bool, machine_cores: int) -> tuple[list[tuple[str, dict]], list[str]]:
     """The measurements to run, and a line per one skipped (and why)."""
-    seconds = 4.0 if quick else 15.0
+    seconds = 4.0 if quick else 10.0
     jobs, skipped = [], []
     learners = ["CPU", "GPU"] if gpu else ["CPU"]
     if not gpu:
@@ -217,7 +217,7 @@ def plan(sections: list[str], quick: bool, gpu: bool, machine_cores: int) -> tup
                                    "config": "mappo_simple_spread",
                                    "overrides": [*LARGE, f"resources.num_env_runners={runners}",
                                                  f"resources.num_envs_per_env_runner={max(1, 32 // runners)}"],
-                                   "gpus": int(learner == "GPU"), "seconds": 1.0 if quick else 20.0}))
+                                   "gpus": int(learner == "GPU"), "seconds": 1.0 if quick else 10.0}))
     return jobs, skipped
 
 
