@@ -225,7 +225,7 @@ def local_env_runners(resources) -> int:
     """Before Ray starts: the env runners (`auto` resolved) checked against this machine's CPUs.
 
     Learner GPUs are not known yet; a GPU learner reserves no CPU, so assuming none is the
-    stricter check. The local Ray is then started with exactly these CPUs (`ray_session`).
+    stricter check. The local Ray is then started with exactly these CPUs (`runner.ray_session`).
     """
     requested_gpus = resources.num_gpus_per_learner
     gpus = 0.0 if requested_gpus == "auto" else float(requested_gpus)

@@ -36,17 +36,17 @@ from marl.rllib.threads import limit_threads
 from marl.training.resources import (
     ClusterCapacity,
     actor_threads,
-    driver_threads,
-    learner_cpus,
-    threads_line,
-    update_work,
-    usable_learner_gpus,
     capacity_line,
     choose_learner_gpus,
+    driver_threads,
+    learner_cpus,
     local_cpu_count,
     local_env_runners,
     resolve_num_env_runners,
     starts_local_ray,
+    threads_line,
+    update_work,
+    usable_learner_gpus,
     with_num_env_runners,
 )
 
@@ -90,7 +90,7 @@ def cluster_capacity(ray) -> ClusterCapacity:
 
 
 @contextmanager
-def ray_session(address: str | None, *, num_cpus: int | None = None):
+def ray_session(address: str | None):
     """Join `address`, or start an embedded local Ray; always shut it down.
 
     Without an address Ray's own `ray.init()` would join the cluster last started on this
@@ -111,7 +111,7 @@ def ray_session(address: str | None, *, num_cpus: int | None = None):
     elif os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
-        ray.init(address="local", num_cpus=num_cpus or local_cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=local_cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
@@ -157,8 +157,8 @@ def train(
     """Train `config` (or continue the run in `run_dir`); returns the run directory."""
     requested_runners = config.resources.num_env_runners
     local = starts_local_ray(address)
-    if local:
-        config = with_num_env_runners(config, local_env_runners(config.resources))  # first: 100 env runners on 2 cores fail here, in a second
+    if local:  # first of all: 100 env runners on 2 cores fail here, within a second
+        config = with_num_env_runners(config, local_env_runners(config.resources))
     resuming = run_dir is not None
     checkpoint = latest_checkpoint(run_dir) if resuming else None
     if resuming and checkpoint is None:
@@ -209,7 +209,10 @@ def apply_driver_threads(algo, config: ExperimentConfig, ray, num_gpus_per_learn
     here = ray.get_runtime_context().get_node_id()
     node_cpus = next((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["NodeID"] == here), 0.0)
     runners_here = env_runner_nodes(algo).count(here) if resources.num_env_runners else 0
-    large_cpu_update = not num_gpus_per_learner and resources.num_learners == 0 and update_work(algo.config) >= resources.large_update_work
+    large_cpu_update = (
+        resources.threads.driver == "auto" and not num_gpus_per_learner and resources.num_learners == 0
+        and update_work(algo.config) >= resources.large_update_work
+    )
     threads = driver_threads(
         resources.threads.driver, node_cpus, runners_here * resources.num_cpus_per_env_runner, large_cpu_update=large_cpu_update
     )
