@@ -68,7 +68,12 @@ def cluster(address: str | None, nodes: int, cpus_per_node: int):
         local.shutdown()
 
 
-def measure(config_path: Path, overrides: list[str], runners: int, steps_per_runner: int, warmup: int, iterations: int) -> dict:
+def measure(
+    config_path: Path, overrides: list[str], runners: int, steps_per_runner: int, warmup: int, iterations: int,
+    train_iterations: int | None = None,
+) -> dict:
+    """One runner count on the connected Ray: sampling rounds, then `train_iterations` (default:
+    `iterations`; 0 skips training, whose cost grows with the batch) whole iterations."""
     import ray
 
     from marl.config import load_config
@@ -87,11 +92,15 @@ def measure(config_path: Path, overrides: list[str], runners: int, steps_per_run
         tick = time.perf_counter()
         sampled = sum(sampling_round(algo) for _ in range(iterations))
         sample_s = time.perf_counter() - tick
-        start = algo.train()["num_env_steps_sampled_lifetime"]  # the first iteration includes start-up
-        tick = time.perf_counter()
-        for _ in range(iterations):
-            end = algo.train()["num_env_steps_sampled_lifetime"]
-        train_s = time.perf_counter() - tick
+        train_iterations = iterations if train_iterations is None else train_iterations
+        start = end = 0
+        train_s = float("nan")
+        if train_iterations:
+            start = algo.train()["num_env_steps_sampled_lifetime"]  # the first iteration includes start-up
+            tick = time.perf_counter()
+            for _ in range(train_iterations):
+                end = algo.train()["num_env_steps_sampled_lifetime"]
+            train_s = time.perf_counter() - tick
     finally:
         algo.stop()
     return {

@@ -80,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> None:
-    from marl.config import load_config
+    from marl.config import build_config, read_config_file
     from marl.errors import ConfigError
+    from marl.training.resources import precheck_raw_resources
 
     if args.resume:
         if args.config or args.overrides:
@@ -92,7 +93,9 @@ def _train(args) -> None:
         return
     if not args.config:
         raise ConfigError("give an experiment config (e.g. configs/mappo_simple_spread.yaml) or --resume RUN_DIR")
-    config = load_config(args.config, args.overrides)  # before Ray and torch are imported: errors come in ~1 s
+    raw = read_config_file(args.config, args.overrides)
+    config = build_config(raw)  # before Ray and torch are imported: errors come in ~0.5 s
+    precheck_raw_resources(raw.get("resources"), args.address)  # what fits the machine, before anything is built
     from marl.training.runner import train
 
     train(config, runs_root=args.runs_dir, address=args.address, max_iterations=args.max_iterations)

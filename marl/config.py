@@ -22,7 +22,7 @@ names the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -90,9 +90,30 @@ class ModelConfig(StrictModel):
     """Activation of the hidden layers."""
 
 
+ThreadCount = Union[Annotated[int, Field(ge=1)], Literal["auto"]]
+
+
+class ThreadsConfig(StrictModel):
+    """torch intra-op and numpy/BLAS threads of each kind of process (marl/rllib/threads.py).
+    Without a setting, torch and BLAS use every core of the machine in the driver."""
+
+    driver: ThreadCount = "auto"
+    """The driver process, and the learner in it when `num_learners: 0`. `auto`: 1, unless that
+    learner runs a large update on the CPU (`large_update_work`): then its node's CPUs minus
+    those reserved by the env runners Ray placed there, at least 1."""
+    env_runner: ThreadCount = "auto"
+    """Each remote env runner. `auto`: its `num_cpus_per_env_runner`, rounded down, at least 1."""
+    learner: ThreadCount = "auto"
+    """Each remote learner (`num_learners` >= 1). `auto`: the CPUs Ray reserves for it (1 for a
+    CPU learner; a GPU learner reserves none and gets 1)."""
+
+
 class ResourcesConfig(StrictModel):
-    num_env_runners: int = Field(2, ge=0)
-    """RLlib EnvRunner actors sampling in parallel (0 samples in the driver)."""
+    num_env_runners: Union[Annotated[int, Field(ge=0)], Literal["auto"]] = 2
+    """RLlib EnvRunner actors sampling in parallel (0 samples in the driver). `auto`: as many
+    as the cluster's CPUs host at `num_cpus_per_env_runner` each, one CPU left for the driver
+    (and remote learners' CPUs); at least 0. Checked before anything is built: a request that
+    does not fit fails with one line (marl/training/resources.py)."""
     num_envs_per_env_runner: int = Field(4, ge=1)
     """Scenario copies each EnvRunner steps in turn (amortises per-call overhead)."""
     rollout_fragment_length: int | Literal["auto"] = "auto"
@@ -100,9 +121,21 @@ class ResourcesConfig(StrictModel):
     num_learners: int = Field(0, ge=0)
     """0: one learner in the driver; N: N remote data-parallel learner actors."""
     num_gpus_per_learner: float | Literal["auto"] = "auto"
-    """GPUs per learner. `auto`: 1 when the Ray cluster has a GPU, else 0 (CPU)."""
+    """GPUs per learner. `auto`: 1 when the Ray cluster has a GPU for every learner AND one
+    gradient step is big enough to gain from it (`large_update_work`), else 0 (CPU)."""
+    large_update_work: float = Field(2e9, ge=0)
+    """Work of one gradient step (parameters of all modules x rows of a minibatch) from which
+    an update counts as large. A large update gets the GPU (`num_gpus_per_learner: auto`) and,
+    on the CPU, every core its node leaves (`threads.driver: auto`); a smaller one stays on the
+    CPU at one thread. Measured: the shipped MAPPO (2.7e8) and MADDPG (8.9e7) configs trained
+    about a third slower on an H200's GPU than on its CPU, and MAPPO's driver ran ~10x slower
+    at 2 threads than at 1 on a loaded 2-core machine (docs/performance.md); where the GPU
+    starts to win is to be measured with benchmarks/hardware.py. 0: every update is large."""
     num_cpus_per_env_runner: float = Field(1.0, gt=0)
     """CPUs Ray reserves for each EnvRunner."""
+    threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
+    """Threads per process (torch, numpy/BLAS), from what Ray grants each by default; printed
+    once at the start of a run."""
     restart_failed_env_runners: bool = True
     """Fault tolerance: when an EnvRunner dies (its process crashed or was killed, its
     node was lost), Ray restarts it with the same index and RLlib syncs the current
@@ -291,16 +324,22 @@ def _parse_value(text: str) -> Any:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a YAML experiment file, apply dotted overrides and validate it."""
+    return build_config(read_config_file(path, overrides))
+
+
+def read_config_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A YAML experiment file (or a shipped config by name) as a plain dict with dotted
+    overrides applied, not yet validated."""
     from marl.templates import find_config
 
-    path = find_config(path)  # a file, or a shipped config by name
+    path = find_config(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (algorithm, scenario, ...)")
-    return build_config(apply_overrides(raw, overrides or []))
+    return apply_overrides(raw, overrides or [])
 
 
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:

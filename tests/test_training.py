@@ -266,3 +266,37 @@ def test_cli_rejects_bad_config_in_one_line_before_ray_starts(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "training.lrr" in result.stderr
     assert not (tmp_path / "runs").exists(), "no run directory for a rejected config"
     assert time.time() - started < 30
+
+
+@pytest.mark.parametrize("backend", ["vectorized", "pettingzoo"])
+def test_threads_of_driver_and_env_runners_are_the_configured_ones(tmp_path, backend):
+    """Explicit counts unlike every default (torch: all cores in the driver; Ray: OMP_NUM_THREADS=1
+    in a 1-CPU actor), read back from the live processes, BLAS included."""
+    import torch
+
+    from marl.rllib.threads import limit_threads
+
+    pytest.importorskip("threadpoolctl")
+    config = _tiny(
+        "mappo_simple_spread", f"scenario.backend={backend}", "resources.threads.driver=1", "resources.threads.env_runner=2"
+    )
+    seen, lines = {}, []
+
+    def probe(runner):
+        from threadpoolctl import threadpool_info
+
+        return torch.get_num_threads(), sorted({info["num_threads"] for info in threadpool_info()})
+
+    def look(algo, row):
+        seen["driver"] = torch.get_num_threads()
+        seen["runners"] = algo.env_runner_group.foreach_env_runner(probe, local_env_runner=False)
+        return True
+
+    before = torch.get_num_threads()
+    try:
+        train(config, runs_root=tmp_path, echo=lines.append, max_iterations=1, on_iteration=look)
+    finally:
+        limit_threads(before)
+    assert seen["driver"] == 1
+    assert seen["runners"] == [(2, [2])]
+    assert "threads (torch, numpy/BLAS): driver 1 (learner in it), env runners 2 each" in lines

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import gymnasium as gym
@@ -16,7 +17,9 @@ import gymnasium as gym
 from marl.config import assign_agents
 from marl.envs.scenario import ObservationLayout, ScenarioSpec, scenario_env_config
 from marl.errors import ConfigError
+from marl.rllib.threads import LEARNER_THREADS_KEY, env_runner_threads_callback
 from marl.teams import teams_of
+from marl.training.resources import actor_threads, learner_cpus
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -119,11 +122,18 @@ def apply_common_settings(
     from marl.rllib.partial_returns import PartialReturns
 
     resources = experiment.resources
+    if resources.num_env_runners == "auto":
+        raise ConfigError(
+            "resources.num_env_runners: `auto` is resolved against a Ray cluster; build through marl.training "
+            "(train/sweep), or resolve it first with marl.training.resources.resolve_num_env_runners"
+        )
     fragment = resources.rollout_fragment_length
     if fragment == "auto":
         samplers = max(1, resources.num_env_runners) * resources.num_envs_per_env_runner
         fragment = max(1, math.ceil(train_batch_size / samplers))
     num_learners = resources.num_learners
+    runner_threads = actor_threads(resources.threads.env_runner, resources.num_cpus_per_env_runner)
+    learner_threads = actor_threads(resources.threads.learner, learner_cpus(1, num_gpus_per_learner))
     if experiment.scenario.backend == "vectorized":
         from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
 
@@ -144,7 +154,12 @@ def apply_common_settings(
             num_consecutive_env_runner_failures_tolerance=resources.num_consecutive_env_runner_failures_tolerance,
             env_runner_health_probe_timeout_s=resources.env_runner_health_probe_timeout_s,
         )
-        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+        .learners(
+            num_learners=num_learners,
+            num_gpus_per_learner=num_gpus_per_learner,
+            learner_config_dict={LEARNER_THREADS_KEY: learner_threads},
+        )
+        .callbacks(on_environment_created=partial(env_runner_threads_callback, threads=runner_threads))
         .multi_agent(policies=list(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))
         .debugging(seed=experiment.seed)
         .reporting(metrics_num_episodes_for_smoothing=100)

@@ -47,12 +47,14 @@ class ValueNormalizer(nn.Module):
         sums = torch.stack([targets.sum(), (targets**2).sum(), targets.new_tensor(float(targets.numel()))])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(sums)
-        total, total_sq, count = sums.tolist()
-        if count == 0:
-            return
-        self.running_mean.mul_(self.beta).add_(total / count * (1.0 - self.beta))
-        self.running_mean_sq.mul_(self.beta).add_(total_sq / count * (1.0 - self.beta))
-        self.debiasing_term.mul_(self.beta).add_(1.0 - self.beta)
+        # Tensor arithmetic only: no value leaves the device (a GPU learner would otherwise wait
+        # for the GPU on every minibatch). No targets (count 0): the step weight is 0.
+        total, total_sq, count = sums.to(torch.float64).unbind()
+        step = torch.where(count > 0, count.new_tensor(1.0 - self.beta), count.new_tensor(0.0))
+        keep = 1.0 - step
+        count = count.clamp(min=1.0)
+        for buffer, value in ((self.running_mean, total / count), (self.running_mean_sq, total_sq / count), (self.debiasing_term, 1.0)):
+            buffer.copy_(buffer.to(torch.float64) * keep + value * step)
 
     def normalize(self, values: torch.Tensor) -> torch.Tensor:
         mean, var = self.mean_var()

@@ -37,7 +37,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from ray.rllib.callbacks.utils import make_callback
 from ray.rllib.core.columns import Columns
+from ray.rllib.env.env_context import EnvContext
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.utils.metrics import (
@@ -51,6 +53,7 @@ from ray.rllib.utils.metrics import (
     NUM_MODULE_STEPS_SAMPLED_LIFETIME,
     WEIGHTS_SEQ_NO,
 )
+from ray.rllib.utils.annotations import override
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
 from marl.algorithms.common import invert_mapping
@@ -106,6 +109,7 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
         self.module.foreach_module(lambda module_id, module: module.eval())
 
     # -- env -------------------------------------------------------------------------
+    @override(MultiAgentEnvRunner)
     def make_env(self) -> None:
         if self.env is not None:
             self.env.close()
@@ -121,6 +125,18 @@ class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
         self._members = invert_mapping(self._module_of)  # module -> its agents, in agent order
         self._bootstrap_at_time_limit = adapter.spec_.bootstrap_at_time_limit
         self._needs_initial_reset = True
+        # As the stock runner's make_env: the hook the thread limits ride on (marl/rllib/threads.py).
+        make_callback(
+            "on_environment_created",
+            callbacks_objects=self._callbacks,
+            callbacks_functions=self.config.callbacks_on_environment_created,
+            kwargs=dict(
+                env_runner=self,
+                metrics_logger=self.metrics,
+                env=self.env,
+                env_context=EnvContext(env_config, worker_index=self.worker_index, num_workers=self.config.num_env_runners),
+            ),
+        )
 
     def _reset_all(self) -> None:
         """Reset every world: seeded on the first call (as the stock path seeds), then not."""

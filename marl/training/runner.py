@@ -16,7 +16,6 @@ checkpoint with the same iteration and env-step counters.
 from __future__ import annotations
 
 import os
-
 import signal
 import threading
 import time
@@ -32,10 +31,26 @@ from marl.envs.adapter import ScenarioSpec
 from marl.envs.validation import check_parallel_api
 from marl.errors import CheckpointError
 from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint
+from marl.rllib.threads import limit_threads
 from marl.teams import teams_of
 from marl.training.logs import LOG_FILE, ray_logs_to_file
 from marl.training.metrics import MetricsWriter, flatten_result, progress_line, returns_text
-from marl.training.resources import learner_gpus_for
+from marl.training.resources import (
+    ClusterCapacity,
+    actor_threads,
+    capacity_line,
+    choose_learner_gpus,
+    driver_threads,
+    learner_cpus,
+    local_cpu_count,
+    local_env_runners,
+    resolve_num_env_runners,
+    starts_local_ray,
+    threads_line,
+    update_work,
+    usable_learner_gpus,
+    with_num_env_runners,
+)
 
 Printer = Callable[[str], None]
 RUN_DIR_LINE = "run directory: "  # the first line a run prints (a sweep's trials read it)
@@ -70,6 +85,12 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     return build_config(yaml.safe_load(path.read_text()))
 
 
+def cluster_capacity(ray) -> ClusterCapacity:
+    """The connected Ray cluster's CPUs and GPUs, as its scheduler counts them."""
+    total = ray.cluster_resources()
+    return ClusterCapacity(total.get("CPU", 0.0), total.get("GPU", 0.0), "the Ray cluster")
+
+
 @contextmanager
 def ray_session(address: str | None):
     """Join `address`, or start an embedded local Ray; always shut it down.
@@ -92,7 +113,7 @@ def ray_session(address: str | None):
     elif os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=local_cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
@@ -136,6 +157,10 @@ def train(
     on_iteration: IterationHook | None = None,
 ) -> Path:
     """Train `config` (or continue the run in `run_dir`); returns the run directory."""
+    requested_runners = config.resources.num_env_runners
+    local = starts_local_ray(address)
+    if local:  # first of all: 100 env runners on 2 cores fail here, within a second
+        config = with_num_env_runners(config, local_env_runners(config.resources))
     resuming = run_dir is not None
     checkpoint = latest_checkpoint(run_dir) if resuming else None
     if resuming and checkpoint is None:
@@ -149,15 +174,24 @@ def train(
     echo(f"{RUN_DIR_LINE}{run_dir}")
 
     with ray_logs_to_file(run_dir), ray_session(address) as ray:
-        num_gpus = learner_gpus_for(config, ray)
+        num_gpus, gpu_reason = choose_learner_gpus(config, usable_learner_gpus(ray, config.resources.num_learners))
+        in_trial = not local and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+        # A Tune trial's placement group also holds the driver's CPU (RLlib's main-process bundle).
+        driver_cpus = 1.0 if in_trial else 0.0
+        capacity = cluster_capacity(ray)
+        config = with_num_env_runners(
+            config, resolve_num_env_runners(config.resources, capacity, num_gpus_per_learner=num_gpus, driver_cpus=driver_cpus)
+        )
+        echo(capacity_line(config.resources, capacity, requested=requested_runners, num_gpus_per_learner=num_gpus, driver_cpus=driver_cpus))
         rllib_config = config.training.to_rllib(config, num_gpus_per_learner=num_gpus)
         echo(
             f"{config.algorithm} on {config.scenario.name}: policies {sorted(rllib_config.policies)}, "
             f"{config.resources.num_env_runners} env runner(s) x {config.resources.num_envs_per_env_runner} env(s), "
-            f"learner on {'GPU' if num_gpus else 'CPU'}"
+            f"learner on {'GPU' if num_gpus else 'CPU'} ({gpu_reason})"
         )
         algo = rllib_config.build_algo()
         try:
+            echo(apply_driver_threads(algo, config, ray, num_gpus))
             start = {"iteration": None, "env_steps": 0}
             if checkpoint is not None:
                 algo.restore_from_path(str(checkpoint))
@@ -171,6 +205,30 @@ def train(
         finally:
             algo.stop()
     return run_dir
+
+
+def apply_driver_threads(algo, config: ExperimentConfig, ray, num_gpus_per_learner: float) -> str:
+    """Size this process's thread pools (resources.threads.driver) once the env runners are
+    placed; returns the line that states every process's threads."""
+    resources = config.resources
+    here = ray.get_runtime_context().get_node_id()
+    node_cpus = next((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["NodeID"] == here), 0.0)
+    runners_here = env_runner_nodes(algo).count(here) if resources.num_env_runners else 0
+    large_cpu_update = (
+        resources.threads.driver == "auto" and not num_gpus_per_learner and resources.num_learners == 0
+        and update_work(algo.config) >= resources.large_update_work
+    )
+    threads = driver_threads(
+        resources.threads.driver, node_cpus, runners_here * resources.num_cpus_per_env_runner, large_cpu_update=large_cpu_update
+    )
+    limit_threads(threads)
+    return threads_line(
+        threads,
+        resources.num_env_runners,
+        actor_threads(resources.threads.env_runner, resources.num_cpus_per_env_runner),
+        resources.num_learners,
+        actor_threads(resources.threads.learner, learner_cpus(1, num_gpus_per_learner)),
+    )
 
 
 def _checkpoint_meta(algo, config: ExperimentConfig, row: dict[str, float]) -> dict:

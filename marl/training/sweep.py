@@ -192,11 +192,25 @@ def trial_resources(config: ExperimentConfig, cluster_gpus: float):
     The cluster's GPUs count even for a local learner: the bundle asking for one makes Tune
     start the trial on a node that has it (inside, the runner then finds it on its node).
     """
-    from marl.training.resources import resolve_num_gpus_per_learner
+    from marl.training.resources import choose_learner_gpus
 
-    gpus = resolve_num_gpus_per_learner(config.resources.num_gpus_per_learner, cluster_gpus, config.resources.num_learners)
+    gpus = choose_learner_gpus(config, cluster_gpus)[0]
     rllib_config = config.training.to_rllib(config, num_gpus_per_learner=gpus)
     return rllib_config.algo_class.default_resource_request(rllib_config)
+
+
+def trial_env_runners(config: ExperimentConfig, ray) -> ExperimentConfig:
+    """A trial's env runners checked against the whole cluster (`auto` resolved), counting
+    the driver's CPU that RLlib's placement group holds: one line instead of a trial that
+    Tune keeps pending forever."""
+    from marl.training.resources import ClusterCapacity, choose_learner_gpus, resolve_num_env_runners, with_num_env_runners
+
+    total = ray.cluster_resources()
+    capacity = ClusterCapacity(total.get("CPU", 0.0), total.get("GPU", 0.0), "the Ray cluster")
+    resources = config.resources
+    gpus = choose_learner_gpus(config, capacity.gpus)[0]
+    runners = resolve_num_env_runners(resources, capacity, num_gpus_per_learner=gpus, driver_cpus=1.0)
+    return with_num_env_runners(config, runners)
 
 
 def _trial(space: dict[str, Any]) -> None:
@@ -286,6 +300,7 @@ def sweep(
         from ray import tune
 
         gpus = ray.cluster_resources().get("GPU", 0.0)
+        configs = {key: trial_env_runners(config, ray) for key, config in configs.items()}
         resources = {index: trial_resources(configs[(index, seeds[0])], gpus) for index in range(len(settings))}
         trials = [
             {"setting": index, "seed": seed, "config": config_to_dict(config), "runs_root": str(out / "runs"),

@@ -39,6 +39,7 @@ from typing import Any, Mapping
 import torch
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.annotations import override
 
 from marl.algorithms.maddpg.losses import (
     actor_loss,
@@ -50,6 +51,7 @@ from marl.algorithms.maddpg.losses import (
 )
 from marl.algorithms.maddpg.replay import ENSEMBLE_FIELDS, SUBPOLICY, Rows
 from marl.rllib.metrics import log_terms
+from marl.rllib.threads import limit_learner_threads
 
 LOGGED_TERMS = ("critic_loss", "actor_loss", "q_mean", "target_q_mean", "logits_reg")
 INFERENCE_TERMS = ("approx_loss", "approx_nll", "approx_entropy")  # logged too with infer_policies
@@ -84,6 +86,11 @@ def split_joint_columns(batch: Mapping[str, Any], agents: list[str]) -> dict[str
 
 class MADDPGTorchLearner(TorchLearner):
     """Critic and actor losses per agent on the joint batch; Polyak targets after each update."""
+
+    @override(TorchLearner)
+    def build(self) -> None:
+        limit_learner_threads(self.config)  # a remote learner's pools to its CPUs, before any torch work
+        super().build()
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
         module = self._module[module_id].unwrapped()

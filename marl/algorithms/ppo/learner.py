@@ -16,9 +16,11 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.annotations import override
 
 from marl.algorithms.ppo.losses import MaskedMean, clipped_surrogate, explained_variance, masked_mean_fn, value_loss
 from marl.rllib.metrics import log_terms
+from marl.rllib.threads import limit_learner_threads
 
 
 class AddValuePredictions(ConnectorV2):
@@ -42,7 +44,9 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
     Subclasses with another policy objective (DPO) override `policy_loss` only.
     """
 
+    @override(PPOTorchLearner)
     def build(self) -> None:
+        limit_learner_threads(self.config)  # a remote learner's pools to its CPUs, before any torch work
         super().build()
         if self._learner_connector is not None and self.config.add_default_connectors_to_learner_pipeline:
             self._learner_connector.insert_after(GeneralAdvantageEstimation, AddValuePredictions())

@@ -76,6 +76,5 @@ def value_loss(
 def explained_variance(targets: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
     """1 - Var[target - prediction] / Var[target]: 1 is perfect, 0 is a constant guess."""
     var_targets = targets.var()
-    if var_targets <= 0:
-        return torch.zeros((), device=targets.device)
-    return 1.0 - (targets - predictions).var() / var_targets
+    # torch.where, not `if`: a Python branch on a device value would wait for the GPU.
+    return torch.where(var_targets > 0, 1.0 - (targets - predictions).var() / var_targets.clamp(min=1e-30), 0.0)
