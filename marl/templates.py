@@ -18,6 +18,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import BaseModel
 
@@ -90,30 +91,35 @@ def _scenario_facts(spec: ScenarioSpec) -> tuple[list[str], bool, bool]:
     return agents, same, continuous
 
 
-def state_holds(spec: ScenarioSpec, steps: int = 300, seed: int = 0) -> bool:
-    """Whether the scenario's `state()` answers at every step of a random episode (or it has none).
+def global_state_choice(spec: ScenarioSpec, steps: int = 300, seed: int = 0) -> str:
+    """What a centralised critic should see: `env` (the scenario's `state()`) or `observations`.
 
-    Some scenarios' `state()` breaks once agents have left (multiwalker reads the bodies of
-    walkers it has destroyed); a centralised critic then needs `global_state: observations`.
+    `observations` where the scenario's `state()` is just the agents' observations
+    concatenated (mpe2's: the same numbers, at twice the cost, since it recomputes them), and
+    where `state()` breaks once agents have left (multiwalker reads the bodies of walkers it
+    has destroyed). Decided from one random episode of up to `steps` steps.
     """
     env = spec.make()
     try:
-        env.reset(seed=seed)
+        observations, _ = env.reset(seed=seed)
         try:
-            env.state()
+            state = env.state()
         except (NotImplementedError, AttributeError):
-            return True  # no state(): the adapter uses the observations anyway
+            return "env"  # no state(): the adapter falls back to the observations anyway
+        concatenated = np.concatenate([np.asarray(observations[a], np.float32).ravel() for a in env.possible_agents])
+        if np.asarray(state).size == concatenated.size and np.allclose(np.asarray(state, np.float32).ravel(), concatenated):
+            return "observations"
         for agent in env.possible_agents:
             env.action_space(agent).seed(seed)
         for _ in range(steps):
             if not env.agents:
                 break
             env.step({agent: env.action_space(agent).sample() for agent in env.agents})
-            if env.agents:  # the adapter keeps the last state at the very end
+            if env.agents:  # at the very end the adapter keeps the last state
                 env.state()
-        return True
+        return "env"
     except Exception:
-        return False
+        return "observations"
     finally:
         env.close()
 
@@ -133,8 +139,8 @@ def template_raw(algorithm: str, scenario: str, kwargs: dict[str, Any] | None = 
     # bn_mappo's one actor serves every agent; the others share only where the spaces allow it.
     sharing = "shared" if algorithm == "bn_mappo" or (same_spaces and len(agents) > 1) else "per_agent"
     scenario_section = {"name": scenario, "kwargs": dict(kwargs or {}), "backend": "pettingzoo"}
-    if training_class.has_centralized_critic() and not state_holds(spec):
-        scenario_section["global_state"] = "observations"  # its state() breaks mid-episode
+    if training_class.has_centralized_critic() and global_state_choice(spec) == "observations":
+        scenario_section["global_state"] = "observations"  # see global_state_choice
     if sharing == "shared" and not same_spaces:  # one network for agents with different spaces
         scenario_section["wrappers"] = ["pad_observations_v0", "pad_action_space_v0"]
     raw = {

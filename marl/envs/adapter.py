@@ -33,6 +33,7 @@ from marl.envs.scenario import (  # noqa: F401
     distinct_seed,
     layout_observations,
     scenario_env_config,
+    scenario_state,
 )
 from marl.errors import ScenarioError
 
@@ -98,25 +99,8 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         return np.concatenate(parts)
 
     def _scenario_state(self) -> np.ndarray:
-        """`state()`, or at the end of an episode, if the scenario can no longer give it, the last one.
-
-        Some scenarios tear their world down as the episode ends (multiwalker destroys its
-        walkers' bodies, so its `state()` raises); the final observations' state is then the
-        one of the step before, which only a time-limit bootstrap would read.
-        """
-        try:
-            state = np.asarray(self.env.state(), dtype=np.float32).ravel()
-        except Exception as error:
-            if not self.env.agents and self._last_state is not None:
-                return self._last_state
-            left = [agent for agent in self.possible_agents if agent not in self.env.agents]
-            raise ScenarioError(
-                f"scenario {self.spec_.name!r}: state() raised {type(error).__name__}: {error}"
-                + (f" after {left} left the episode" if left else "")
-                + "; set scenario.global_state: observations to give the critic the agents' observations instead"
-            ) from error
-        self._last_state = state
-        return state
+        self._last_state = scenario_state(self.env, self._last_state, self.spec_.name)
+        return self._last_state
 
     def _augment(self, observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         state = self.global_state(observations) if self._with_state else None

@@ -14,6 +14,7 @@ from pettingzoo.utils.env import ParallelEnv
 
 from marl.envs.registry import make_parallel_env
 from marl.envs.wrappers import apply_wrappers
+from marl.errors import ScenarioError
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,24 @@ def distinct_seed(seed: int | None, worker_index: int) -> int | None:
 def scenario_env_config(spec: ScenarioSpec, *, agent_id_in_obs: bool, global_state: bool, **extra) -> dict[str, Any]:
     """The env_config dict that PettingZooMultiAgentEnv is built from."""
     return {"scenario": spec.to_dict(), "agent_id_in_obs": agent_id_in_obs, "global_state": global_state, **extra}
+
+
+def scenario_state(env: ParallelEnv, last: np.ndarray | None, name: str) -> np.ndarray:
+    """`env.state()` flattened, or at the end of an episode, if the scenario can no longer give
+    it, `last` (the state of the step before).
+
+    Some scenarios tear their world down as the episode ends (multiwalker destroys its
+    walkers' bodies, so its `state()` raises); only a time-limit bootstrap would read that
+    final state. A `state()` that fails while agents still play is a one-line error naming the fix.
+    """
+    try:
+        return np.asarray(env.state(), dtype=np.float32).ravel()
+    except Exception as error:
+        if not env.agents and last is not None:
+            return last
+        left = [agent for agent in env.possible_agents if agent not in env.agents]
+        raise ScenarioError(
+            f"scenario {name!r}: state() raised {type(error).__name__}: {error}"
+            + (f" after {left} left the episode" if left else "")
+            + "; set scenario.global_state: observations to give the critic the agents' observations instead"
+        ) from error

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import gymnasium as gym
 import numpy as np
 
-from marl.envs.scenario import ScenarioSpec
+from marl.envs.scenario import ScenarioSpec, scenario_state
 from marl.errors import ScenarioError
 
 Obs = dict[str, np.ndarray]
@@ -37,6 +37,7 @@ class StackedScenario:
         self.possible_agents = list(first.possible_agents)
         self._discrete = {agent: isinstance(first.action_space(agent), gym.spaces.Discrete) for agent in self.possible_agents}
         self._last: list[Obs] = [{} for _ in range(num_envs)]  # each world's latest observations
+        self._states: list[np.ndarray | None] = [None] * num_envs  # each world's latest state()
 
     # -- the twin interface -------------------------------------------------------------
 
@@ -67,8 +68,10 @@ class StackedScenario:
         return self._stacked(self._last), rewards, terminated, truncated
 
     def state(self) -> np.ndarray:
-        """`(num_envs, state_dim)`: each world's `state()`, flattened."""
-        return np.stack([np.asarray(env.state(), dtype=np.float32).ravel() for env in self.envs])
+        """`(num_envs, state_dim)`: each world's `state()`, flattened (at an episode's end, the
+        last one where the scenario cannot give it: `marl.envs.scenario.scenario_state`)."""
+        self._states = [scenario_state(env, last, self.spec.name) for env, last in zip(self.envs, self._states)]
+        return np.stack(self._states)
 
     def close(self) -> None:
         for env in self.envs:
