@@ -7,6 +7,7 @@
     marl evaluate CHECKPOINT [--episodes N] [--stochastic] [--render FILE.gif] [--dag sampled|empty|both]
     marl analyze CHECKPOINT --out DIR [--episodes N]     coordination metrics, figures and a report
     marl scenarios                                      list the scenarios with their agents and spaces
+    marl scenarios check SCENARIO [KEY=VALUE ...]       API, seed, data and render checks of one scenario
     marl algorithms                                     list the algorithms and what they support
 """
 
@@ -63,7 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--influence-episodes", type=int, default=5, help="episodes for the (costlier) influence matrix")
     analyze.add_argument("--seed", type=int, default=1000)
 
-    commands.add_parser("scenarios", help="list scenarios: agents, spaces, description")
+    scenarios = commands.add_parser("scenarios", help="list scenarios (agents, spaces, description), or `check` one")
+    scenario_commands = scenarios.add_subparsers(dest="scenarios_command", metavar="check")
+    check = scenario_commands.add_parser(
+        "check", help="run the API, seed, data and render checks on a scenario and print its agents' spaces"
+    )
+    check.add_argument("scenario", help="a scenario name (see `marl scenarios`) or a package.module:factory path")
+    check.add_argument("kwargs", nargs="*", metavar="KEY=VALUE", help="keyword arguments for the factory, e.g. N=4")
+    check.add_argument("--episodes", type=int, default=3, help="random episodes for the data check (default: 3)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random episodes (default: 0)")
     commands.add_parser("algorithms", help="list algorithms and their capabilities")
     return parser
 
@@ -111,7 +120,9 @@ def _evaluate(args) -> None:
         print(f"animation: {args.render}")
 
 
-def _scenarios(args) -> None:
+def _scenarios(args) -> int | None:
+    if args.scenarios_command == "check":
+        return _check_scenario(args)
     from marl.envs.adapter import ScenarioSpec
     from marl.envs.registry import known_scenarios
     from marl.envs.vectorized import vectorized_factory
@@ -127,6 +138,35 @@ def _scenarios(args) -> None:
             spaces = f"(needs kwargs: {error})"
         fast = "  [backend: vectorized available]" if vectorized_factory(name) is not None else ""
         print(f"{name}{fast}\n    {entry.description}\n    {spaces}")
+
+
+def _check_scenario(args) -> int:
+    """`marl scenarios check`: each check's PASS/FAIL (WARN for rendering) and the spaces; 1 when one failed."""
+    import numpy as np
+
+    from marl.config import _parse_value
+    from marl.envs.adapter import ScenarioSpec
+    from marl.envs.validation import run_checks
+    from marl.errors import ConfigError
+
+    kwargs = {}
+    for item in args.kwargs:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"scenario argument {item!r}: expected KEY=VALUE, e.g. N=4")
+        kwargs[key] = _parse_value(text)
+    spec = ScenarioSpec(args.scenario, kwargs)
+    env = spec.make()  # a scenario that cannot even be built fails here, as a one-line ScenarioError
+    print(f"scenario {args.scenario} {kwargs or ''}".rstrip())
+    for agent in env.possible_agents:
+        print(f"    {agent}: observation {env.observation_space(agent)}, action {env.action_space(agent)}")
+    env.close()
+    results = run_checks(spec, np.random.default_rng(args.seed), episodes=args.episodes)
+    for result in results:
+        print(f"{result.label}  {result.name:13s} {result.message}")
+    failed = [result.name for result in results if result.label == "FAIL"]
+    print(f"{len(results) - len(failed)} of {len(results)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def _algorithms(args) -> None:

@@ -17,6 +17,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from marl.envs.adapter import ObservationLayout, PettingZooMultiAgentEnv, ScenarioSpec, scenario_env_config
 from marl.config import assign_agents
 from marl.errors import ConfigError
+from marl.rllib.faults import FaultReportingEnvRunner, stop_on_fault_after_iteration, stop_on_fault_after_restore
 
 if TYPE_CHECKING:
     from marl.config import ExperimentConfig
@@ -123,6 +124,8 @@ def apply_common_settings(
         from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
 
         rllib_config.env_runners(env_runner_cls=VectorizedMultiAgentEnvRunner)
+    else:  # a scenario fault stops the run instead of crash-looping the runner (marl/rllib/faults.py)
+        rllib_config.env_runners(env_runner_cls=FaultReportingEnvRunner)
     return (
         rllib_config.environment(env=PettingZooMultiAgentEnv, env_config=probe.env_config, disable_env_checking=True)
         .framework("torch")
@@ -138,9 +141,11 @@ def apply_common_settings(
             delay_between_env_runner_restarts_s=resources.delay_between_env_runner_restarts_s,
             num_consecutive_env_runner_failures_tolerance=resources.num_consecutive_env_runner_failures_tolerance,
             env_runner_health_probe_timeout_s=resources.env_runner_health_probe_timeout_s,
+            restart_failed_sub_environments=resources.restart_failed_sub_environments,
         )
         .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
         .multi_agent(policies=list(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))
+        .callbacks(on_train_result=stop_on_fault_after_iteration, on_env_runners_recreated=stop_on_fault_after_restore)
         .debugging(seed=experiment.seed)
         .reporting(metrics_num_episodes_for_smoothing=100)
     )

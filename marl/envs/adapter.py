@@ -27,6 +27,7 @@ import numpy as np
 from pettingzoo.utils.env import ParallelEnv
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
+from marl.envs.guard import DEFAULT_CHECK_STEPS, GuardedParallelEnv
 from marl.envs.registry import make_parallel_env
 from marl.envs.wrappers import apply_wrappers
 from marl.errors import ScenarioError
@@ -42,9 +43,15 @@ class ScenarioSpec:
     global_state: str = "env"
     backend: str = "pettingzoo"
     bootstrap_at_time_limit: bool = False
+    check_steps: int = DEFAULT_CHECK_STEPS
 
     def make(self, render_mode: str | None = None) -> ParallelEnv:
         return apply_wrappers(make_parallel_env(self.name, self.kwargs, render_mode), self.wrappers)
+
+    def make_guarded(self, render_mode: str | None = None, check_steps: int | None = None) -> GuardedParallelEnv:
+        """The scenario behind the guard that turns its faults into ScenarioFault (marl/envs/guard.py)."""
+        steps = self.check_steps if check_steps is None else check_steps
+        return GuardedParallelEnv(self.make(render_mode), self.name, steps)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +61,7 @@ class ScenarioSpec:
             "global_state": self.global_state,
             "backend": self.backend,
             "bootstrap_at_time_limit": self.bootstrap_at_time_limit,
+            "check_steps": self.check_steps,
         }
 
 
@@ -136,11 +144,12 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         self._worker_index = int(getattr(config, "worker_index", 0) or 0)
         config = dict(config or {})
         self.spec_ = ScenarioSpec(**config["scenario"])
-        self.env = self.spec_.make(render_mode=config.get("render_mode"))
-        self.env.reset(seed=config.get("seed"))  # some scenarios only define state() after reset
+        self.env = self.spec_.make_guarded(render_mode=config.get("render_mode"))
         self.possible_agents = list(self.env.possible_agents)
         self.agents = list(self.possible_agents)
+        # Unsupported spaces first: the reset's data checks would reject them less clearly.
         self._obs_dims = {a: _flat_dim(self.env.observation_space(a), f"observation of {a!r}") for a in self.possible_agents}
+        self.env.reset(seed=config.get("seed"))  # some scenarios only define state() after reset
         self._with_id = bool(config.get("agent_id_in_obs", False))
         self._with_state = bool(config.get("global_state", False))
         self._env_state = self._with_state and self.spec_.global_state == "env" and _has_state(self.env)

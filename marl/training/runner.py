@@ -7,6 +7,7 @@ The loop is RLlib's own `algo.train()`; around it we keep a run directory:
         metrics.csv        one row per iteration
         tensorboard/       the same metrics for TensorBoard
         checkpoints/       iter_NNNNNN/ (atomic) and `latest`
+        scenario_error.txt only after a scenario fault: its traceback (marl/training/faults.py)
 
 Ctrl-C (or SIGTERM) finishes the current iteration, writes a checkpoint and stops;
 a second Ctrl-C aborts at once. `resume(run_dir)` continues from the latest
@@ -25,13 +26,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import yaml
 
 from marl.config import ExperimentConfig, build_config, config_to_dict
 from marl.envs.adapter import ScenarioSpec
-from marl.envs.validation import check_parallel_api
-from marl.errors import CheckpointError
+from marl.envs.validation import RENDER_FIX, check_parallel_api, check_scenario_data, render_problem
+from marl.errors import CheckpointError, ScenarioFault
 from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint
+from marl.training.faults import faults_reported, write_fault_report
 from marl.training.metrics import MetricsWriter, flatten_result, progress_line
 from marl.training.resources import learner_gpus_for
 
@@ -139,12 +142,18 @@ def train(
     if resuming and checkpoint is None:
         raise CheckpointError(f"{str(run_dir)!r} has no finished checkpoint to resume from; start a new run instead")
     # Cheap checks first: a broken scenario fails here, before Ray starts.
-    check_parallel_api(ScenarioSpec(**config.scenario.model_dump()))
+    spec = ScenarioSpec(**config.scenario.model_dump())
+    try:
+        check_parallel_api(spec)
+        check_scenario_data(spec, np.random.default_rng(config.seed))
+    except ScenarioFault as fault:
+        raise write_fault_report(fault, run_dir or new_run_dir(config, runs_root)) from None
     if not resuming:
         run_dir = new_run_dir(config, runs_root)
     echo(f"{RUN_DIR_LINE}{run_dir}")
+    warn_if_cannot_render(spec, echo)
 
-    with ray_session(address) as ray:
+    with ray_session(address) as ray, faults_reported(run_dir):
         num_gpus = learner_gpus_for(config, ray)
         rllib_config = config.training.to_rllib(config, num_gpus_per_learner=num_gpus)
         echo(
@@ -166,6 +175,13 @@ def train(
         finally:
             algo.stop()
     return run_dir
+
+
+def warn_if_cannot_render(spec: ScenarioSpec, echo: Printer) -> None:
+    """Say now, not after training, when `marl evaluate --render` will fail for this scenario."""
+    problem = render_problem(spec)
+    if problem:
+        echo(f"WARNING: scenario {spec.name!r} cannot render: {problem}. `marl evaluate --render` will not work; to fix it, {RENDER_FIX}")
 
 
 def _checkpoint_meta(algo, config: ExperimentConfig, row: dict[str, float]) -> dict:
