@@ -11,9 +11,10 @@ and the problem, which the driver reports in one line (`marl.training.faults`):
 - bad data over the first `check_steps` steps of every episode: an observation outside
   its declared space (shape, dtype, bounds), a NaN/inf observation, a NaN/inf or
   non-numeric reward. Checking only the start of each episode keeps the check on at all
-  times for little cost (`docs` figure in the README: about 2% of sampling time for
-  simple_spread at 5 steps of 25); 0 turns the data checks off, exceptions are always
-  wrapped.
+  times for little cost: one checked step of simple_spread (3 agents) costs about 20 us,
+  so 5 checked steps of 25 add about 3% to the raw scenario's step (about 2% to the
+  adapter's, far less to RLlib's sampling, which spends milliseconds per step); 0 turns
+  the data checks off, exceptions are always wrapped.
 
 The checks are plain functions of (value, space), tested without Ray.
 """
