@@ -18,6 +18,7 @@ from marl.envs.adapter import ObservationLayout, PettingZooMultiAgentEnv, Scenar
 from marl.config import assign_agents
 from marl.errors import ConfigError
 from marl.rllib.faults import FaultReportingEnvRunner, stop_on_fault_after_iteration, stop_on_fault_after_restore
+from marl.rllib.ordering import AgentOrderedEnvToModule
 
 if TYPE_CHECKING:
     from marl.config import ExperimentConfig
@@ -124,8 +125,13 @@ def apply_common_settings(
         from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
 
         rllib_config.env_runners(env_runner_cls=VectorizedMultiAgentEnvRunner)
-    else:  # a scenario fault stops the run instead of crash-looping the runner (marl/rllib/faults.py)
-        rllib_config.env_runners(env_runner_cls=FaultReportingEnvRunner)
+    else:
+        rllib_config.env_runners(
+            # A scenario fault stops the run instead of crash-looping the runner (marl/rllib/faults.py).
+            env_runner_cls=FaultReportingEnvRunner,
+            # Agents in a fixed order, not a set's: the same seed, the same run (marl/rllib/ordering.py).
+            env_to_module_connector=AgentOrderedEnvToModule(),
+        )
     return (
         rllib_config.environment(env=PettingZooMultiAgentEnv, env_config=probe.env_config, disable_env_checking=True)
         .framework("torch")
