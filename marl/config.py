@@ -124,10 +124,12 @@ class ResourcesConfig(StrictModel):
     """Seconds to wait for a (restarted) EnvRunner to answer a health ping."""
     restart_failed_sub_environments: bool = False
     """For flaky simulators: when a scenario copy raises in reset/step (or fails the data
-    checks), rebuild that copy, drop its unfinished episode and go on; the error is only
-    logged in the env runner's log. false (default): a scenario fault stops training with
-    one line and the full traceback in the run directory, since a deterministic bug would
-    otherwise repeat forever."""
+    checks), rebuild that copy, drop the env runner's unfinished episodes and go on; the
+    error is only logged in the env runner's log, and a fault in the checks before Ray is a
+    warning. RLlib restarts the count of a sample() call after each failure, so a scenario
+    that fails within every rollout fragment never finishes one (training hangs). false
+    (default): a scenario fault stops training with one line and the full traceback in the
+    run directory, since a deterministic bug would otherwise repeat for ever."""
 
 
 class StopConfig(StrictModel):

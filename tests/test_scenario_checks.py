@@ -267,3 +267,40 @@ def test_cli_scenarios_check_fails_a_faulty_scenario(capsys):
 def test_cli_scenarios_check_rejects_a_malformed_argument(capsys):
     assert main(["scenarios", "check", "simple_spread_v3", "N"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+# -- wiring into RLlib ------------------------------------------------------------
+
+
+def test_pettingzoo_backend_gets_the_fault_reporting_runner_callbacks_and_agent_order():
+    from marl.config import load_config
+    from marl.rllib.faults import FaultReportingEnvRunner, stop_on_fault_after_iteration, stop_on_fault_after_restore
+    from marl.rllib.ordering import AgentOrderedEnvToModule
+    from tests.test_training import REPO
+
+    config = load_config(REPO / "configs" / "mappo_simple_spread.yaml", ["scenario.backend=pettingzoo", "scenario.check_steps=2"])
+    rllib = config.training.to_rllib(config, num_gpus_per_learner=0)
+    assert rllib.env_runner_cls is FaultReportingEnvRunner
+    assert isinstance(rllib._env_to_module_connector, AgentOrderedEnvToModule)
+    assert rllib.callbacks_on_train_result is stop_on_fault_after_iteration
+    assert rllib.callbacks_on_env_runners_recreated is stop_on_fault_after_restore
+    assert rllib.restart_failed_sub_environments is False
+    assert rllib.env_config["scenario"]["check_steps"] == 2
+    opted_in = load_config(REPO / "configs" / "mappo_simple_spread.yaml", ["scenario.backend=pettingzoo", "resources.restart_failed_sub_environments=true"])
+    assert opted_in.training.to_rllib(opted_in, num_gpus_per_learner=0).restart_failed_sub_environments is True
+
+
+def test_checks_before_ray_warn_instead_when_the_user_declared_the_scenario_flaky():
+    from marl.config import load_config
+    from marl.training.runner import checks_before_ray
+    from tests.test_training import REPO
+
+    overrides = ["scenario.backend=pettingzoo", f"scenario.name={FAULTY}", "scenario.kwargs={fault: step_raises, episode: 2}"]
+    config = load_config(REPO / "configs" / "mappo_simple_spread.yaml", overrides)
+    spec = ScenarioSpec(**config.scenario.model_dump())
+    with pytest.raises(ScenarioFault, match="planted step fault"):
+        checks_before_ray(config, spec)
+    flaky = load_config(REPO / "configs" / "mappo_simple_spread.yaml", [*overrides, "resources.restart_failed_sub_environments=true"])
+    assert "planted step fault" in str(checks_before_ray(flaky, spec))
+    plain = load_config(REPO / "configs" / "mappo_simple_spread.yaml", ["scenario.backend=pettingzoo"])
+    assert checks_before_ray(plain, ScenarioSpec(**plain.scenario.model_dump())) is None

@@ -10,6 +10,7 @@ happens inside RLlib's sampling, after a checkpoint was written: in a remote env
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,8 +38,15 @@ def marl_train(tmp_path: Path, *overrides: str, max_iterations: int = 20) -> tup
                *overrides, "--runs-dir", "runs", "--max-iterations", str(max_iterations)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     started = time.time()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=3 * LIMIT_S, cwd=tmp_path, env=env)
-    return result, time.time() - started
+    # Its own process group: a run that hangs is killed with the Ray processes it started.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=3 * LIMIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), time.time() - started
 
 
 def assert_fault_reported(result, elapsed: float, call: str, expected: str) -> Path:
@@ -110,3 +118,29 @@ def test_scenario_that_cannot_render_warns_at_train_time(tmp_path):
     assert len(warnings) == 1, result.stdout
     assert "spread_without_render" in warnings[0] and "`marl evaluate --render` will not work" in warnings[0]
     assert "accept a `render_mode` keyword" in warnings[0]
+
+
+def test_runner_failing_again_right_after_its_restart_stops_the_run(tmp_path):
+    """A failure outside the scenario (RLlib cannot map the scenario's extra agent 'ghost' to a
+    policy) keeps RLlib's handling once: the runner's process ends and Ray restarts it. When the
+    restarted runner fails again before it sampled anything, that is a crash loop: stop."""
+    result, elapsed = marl_train(
+        tmp_path, f"scenario.name={FAULTY}", "scenario.kwargs={fault: ghost_agent, only_in_ray_actors: true}",
+        "resources.num_env_runners=1", "resources.delay_between_env_runner_restarts_s=0",
+    )
+    assert_fault_reported(result, elapsed, "sample", "env runner 1 failed again right after Ray restarted it: KeyError: 'ghost'")
+
+
+def test_restart_failed_sub_environments_lets_a_flaky_scenario_train_on(tmp_path):
+    """Opted in, a scenario that raises now and then trains on: RLlib rebuilds the failed copies.
+
+    Each copy fails at the first step of its 7th reset (the adapter's constructor resets once),
+    after 125 clean steps, so the 2 copies fill a 200-step sample() between failures (RLlib
+    restarts the count after each); 4 iterations of 200 steps take each copy through 400 steps,
+    so every copy fails and is rebuilt several times."""
+    result, _ = marl_train(
+        tmp_path, f"scenario.name={FAULTY}", "scenario.kwargs={fault: step_raises, episode: 7, step: 1}",
+        "resources.num_env_runners=1", "resources.restart_failed_sub_environments=true", max_iterations=4,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "iter     4 " in result.stdout and "done:" in result.stdout

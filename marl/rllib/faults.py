@@ -28,6 +28,7 @@ With `num_env_runners: 0` the driver samples itself and the fault simply propaga
 
 from __future__ import annotations
 
+import logging
 import traceback
 from typing import Any, Callable
 
@@ -86,6 +87,10 @@ class FaultReportingEnvRunner(MultiAgentEnvRunner):
         return ScenarioFault(scenario, "sample", problem, CRASH_LOOP_HINT, "".join(traceback.format_exception(error)))
 
 
+def _drop_all(record) -> bool:
+    return False
+
+
 def recorded_fault(runner) -> ScenarioFault | None:
     return getattr(runner, "recorded_fault", None)
 
@@ -94,13 +99,20 @@ def raise_recorded_fault(env_runner_group, indices: list[int]) -> None:
     """Raise the first fault that one of these remote env runners recorded."""
     if not indices:
         return
-    faults = env_runner_group.foreach_env_runner(
-        recorded_fault,
-        remote_worker_ids=list(indices),
-        local_env_runner=False,
-        healthy_only=False,
-        timeout_seconds=FAULT_QUERY_TIMEOUT_S,
-    )
+    # A runner Ray is still restarting answers with an error that RLlib logs and we ignore:
+    # it cannot hold a fault, and RLlib already logged its failure once.
+    manager_logger = logging.getLogger("ray.rllib.utils.actor_manager")
+    manager_logger.addFilter(_drop_all)
+    try:
+        faults = env_runner_group.foreach_env_runner(
+            recorded_fault,
+            remote_worker_ids=list(indices),
+            local_env_runner=False,
+            healthy_only=False,
+            timeout_seconds=FAULT_QUERY_TIMEOUT_S,
+        )
+    finally:
+        manager_logger.removeFilter(_drop_all)
     for fault in faults:
         if fault is not None:
             raise fault

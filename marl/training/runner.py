@@ -144,13 +144,14 @@ def train(
     # Cheap checks first: a broken scenario fails here, before Ray starts.
     spec = ScenarioSpec(**config.scenario.model_dump())
     try:
-        check_parallel_api(spec)
-        check_scenario_data(spec, np.random.default_rng(config.seed))
+        tolerated = checks_before_ray(config, spec)
     except ScenarioFault as fault:
         raise write_fault_report(fault, run_dir or new_run_dir(config, runs_root)) from None
     if not resuming:
         run_dir = new_run_dir(config, runs_root)
     echo(f"{RUN_DIR_LINE}{run_dir}")
+    if tolerated is not None:
+        echo(f"WARNING: {tolerated} -- going on: resources.restart_failed_sub_environments is true")
     warn_if_cannot_render(spec, echo)
 
     with ray_session(address) as ray, faults_reported(run_dir):
@@ -175,6 +176,23 @@ def train(
         finally:
             algo.stop()
     return run_dir
+
+
+def checks_before_ray(config: ExperimentConfig, spec: ScenarioSpec) -> ScenarioFault | None:
+    """PettingZoo's API test and a couple of checked random episodes; raises what they find.
+
+    A scenario fault is returned instead (to be printed as a warning) when the config opts
+    into `resources.restart_failed_sub_environments`: the user declared the scenario flaky,
+    and RLlib will rebuild a copy that fails during training.
+    """
+    try:
+        check_parallel_api(spec)
+        check_scenario_data(spec, np.random.default_rng(config.seed))
+    except ScenarioFault as fault:
+        if config.resources.restart_failed_sub_environments:
+            return fault
+        raise
+    return None
 
 
 def warn_if_cannot_render(spec: ScenarioSpec, echo: Printer) -> None:
