@@ -117,7 +117,8 @@ class ResourcesConfig(StrictModel):
     delay_between_env_runner_restarts_s: float = Field(10.0, ge=0)
     """An EnvRunner whose sampling raised waits this long before exiting to be restarted
     (back-pressure against a crash loop; a killed process restarts at once). RLlib's
-    default is 60."""
+    default is 60. A scenario fault, or a failure right after a restart, stops training
+    instead (marl/rllib/faults.py)."""
     num_consecutive_env_runner_failures_tolerance: int = Field(100, ge=0)
     """Consecutive failed sampling rounds tolerated before training stops with the error."""
     env_runner_health_probe_timeout_s: float = Field(30.0, gt=0)
