@@ -10,6 +10,7 @@
                                                         write a config that fits the scenario's spaces
     marl configs                                        list the shipped configs (usable by name)
     marl scenarios                                      list the scenarios with their agents and spaces
+    marl scenarios check SCENARIO [KEY=VALUE ...]       API, seed, data and render checks of one scenario
     marl algorithms                                     list the algorithms and what they support
 """
 
@@ -74,7 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     commands.add_parser("configs", help="list the shipped experiment configs (usable by name: marl train NAME)")
-    commands.add_parser("scenarios", help="list scenarios: agents, spaces, description")
+    scenarios = commands.add_parser("scenarios", help="list scenarios (agents, spaces, description), or `check` one")
+    scenario_commands = scenarios.add_subparsers(dest="scenarios_command", metavar="check")
+    check = scenario_commands.add_parser(
+        "check", help="run the API, seed, data and render checks on a scenario and print its agents' spaces"
+    )
+    check.add_argument("scenario", help="a scenario name (see `marl scenarios`) or a package.module:factory path")
+    check.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="keyword arguments for the factory, e.g. N=4")
+    check.add_argument("--episodes", type=int, default=3, help="random episodes for the data check (default: 3)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random episodes (default: 0)")
     commands.add_parser("algorithms", help="list algorithms and their capabilities")
     return parser
 
@@ -159,7 +168,9 @@ def _configs(args) -> None:
         print(line)
 
 
-def _scenarios(args) -> None:
+def _scenarios(args) -> int | None:
+    if args.scenarios_command == "check":
+        return _check_scenario(args)
     from marl.envs.adapter import ScenarioSpec
     from marl.envs.registry import known_scenarios
     from marl.envs.vectorized import vectorized_factory
@@ -175,6 +186,29 @@ def _scenarios(args) -> None:
             spaces = f"(needs kwargs: {error})"
         fast = "  [vectorized twin]" if vectorized_factory(name) is not None else ""
         print(f"{name}{fast}\n    {entry.description}\n    {spaces}")
+
+
+def _check_scenario(args) -> int:
+    """`marl scenarios check`: each check's PASS/FAIL (WARN for rendering) and the spaces; 1 when one failed."""
+    import numpy as np
+
+    from marl.config import apply_overrides
+    from marl.envs.scenario import ScenarioSpec
+    from marl.envs.validation import run_checks
+
+    kwargs = apply_overrides({}, args.overrides)
+    spec = ScenarioSpec(args.scenario, kwargs)
+    env = spec.make()  # a scenario that cannot even be built fails here, as a one-line ScenarioError
+    print(f"scenario {args.scenario} {kwargs or ''}".rstrip())
+    for agent in env.possible_agents:
+        print(f"    {agent}: observation {env.observation_space(agent)}, action {env.action_space(agent)}")
+    env.close()
+    results = run_checks(spec, np.random.default_rng(args.seed), episodes=args.episodes)
+    for result in results:
+        print(f"{result.label}  {result.name:13s} {result.message}")
+    failed = [result.name for result in results if result.label == "FAIL"]
+    print(f"{len(results) - len(failed)} of {len(results)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def _algorithms(args) -> None:

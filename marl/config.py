@@ -69,6 +69,12 @@ class ScenarioConfig(StrictModel):
     (Pardo et al. 2018, "Time Limits in RL"; MAPPO's `use_proper_time_limits`). false: the
     episode counts as terminated there, as RLlib 2.60 records it and MAPPO's reference code
     does by default. Agents that terminate are never bootstrapped either way."""
+    check_steps: int = Field(5, ge=0)
+    """Check the data of the first N steps of every episode (and its reset): observations
+    inside their declared space and finite, rewards finite. A failure stops training
+    with one line naming the agent, the key and the value. Checking only each episode's
+    start keeps the check cheap enough to stay on; 0 turns it off (a scenario's
+    exceptions stop the run either way)."""
 
 
 class PoliciesConfig(StrictModel):
@@ -146,11 +152,20 @@ class ResourcesConfig(StrictModel):
     delay_between_env_runner_restarts_s: float = Field(10.0, ge=0)
     """An EnvRunner whose sampling raised waits this long before exiting to be restarted
     (back-pressure against a crash loop; a killed process restarts at once). RLlib's
-    default is 60."""
+    default is 60. A scenario fault, or a failure right after a restart, stops training
+    instead (marl/rllib/faults.py)."""
     num_consecutive_env_runner_failures_tolerance: int = Field(100, ge=0)
     """Consecutive failed sampling rounds tolerated before training stops with the error."""
     env_runner_health_probe_timeout_s: float = Field(30.0, gt=0)
     """Seconds to wait for a (restarted) EnvRunner to answer a health ping."""
+    restart_failed_sub_environments: bool = False
+    """For flaky simulators: when a scenario copy raises in reset/step (or fails the data
+    checks), rebuild that copy, drop the env runner's unfinished episodes and go on; the
+    error is only logged in the env runner's log, and a fault in the checks before Ray is a
+    warning. RLlib restarts the count of a sample() call after each failure, so a scenario
+    that fails within every rollout fragment never finishes one (training hangs). false
+    (default): a scenario fault stops training with one line and the full traceback in the
+    run directory, since a deterministic bug would otherwise repeat for ever."""
 
 
 class StopConfig(StrictModel):

@@ -347,7 +347,7 @@ def test_scenario_spec_round_trip():
     config = scenario_env_config(spec, agent_id_in_obs=True, global_state=False, seed=3)
     assert config == {
         "scenario": {"name": "simple_spread_v3", "kwargs": {"N": 2}, "wrappers": ["pad_observations_v0"], "global_state": "env",
-                     "backend": "pettingzoo", "bootstrap_at_time_limit": False},
+                     "backend": "pettingzoo", "bootstrap_at_time_limit": False, "check_steps": 5},
         "agent_id_in_obs": True,
         "global_state": False,
         "seed": 3,

@@ -4,8 +4,9 @@
   random termination / truncation patterns (pure, no Ray);
 - `PPOTrainBatch` (training.learner_connector: vectorized) and RLlib's default pipeline
   (training.learner_connector: rllib) turn the same sampled episodes into the same batch:
-  same columns, same rows (compared after sorting, RLlib orders agents by a set), same
-  GAE, value targets, vf_preds, loss mask — for both runners, shared and per-agent
+  same columns, same rows (compared after sorting: RLlib orders agents by a set, we by
+  name), same GAE and value targets on the rows the loss uses (see ORDER_DEPENDENT),
+  vf_preds, loss mask — for both runners, shared and per-agent
   policies, discrete and Box actions, agents that leave early, and time limits recorded
   as terminations or as truncations.
 """
@@ -19,10 +20,11 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
 
 from marl.config import build_config, load_config
-from marl.core.gae import reverse_scan, value_targets
+from marl.core.gae import reverse_scan, standardize, value_targets
 from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
 from tests.test_training import REPO
 from tests.test_vectorized_env_runner import _learner
@@ -95,14 +97,30 @@ def _sorted_rows(columns: dict) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in arrays.items()}
 
 
+# A bootstrap row (loss mask False) carries no episode flag, so its GAE runs on into whichever
+# trajectory follows it in the module's batch; both pipelines standardise advantages over all
+# rows, bootstrap rows included. So these two columns depend on the trajectories' order, which
+# is RLlib's set of agent ids (salted per process) on one side and agent names on ours.
+ORDER_DEPENDENT = (Postprocessing.ADVANTAGES, Postprocessing.VALUE_TARGETS)
+
+
 def _assert_same_batches(ours: dict, stock: dict) -> None:
+    """Every column equal; the order-dependent two equal on the rows the loss uses, and each
+    side's advantages the standardised (targets - values) of its own rows."""
     assert ours.keys() == stock.keys()
     for module_id in stock:
         got, expected = _sorted_rows(ours[module_id]), _sorted_rows(stock[module_id])
         assert got.keys() == expected.keys(), module_id
         for key in expected:
             assert got[key].dtype == expected[key].dtype, (module_id, key)
-            np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-5, err_msg=f"{module_id}/{key}")
+            if key not in ORDER_DEPENDENT:
+                np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-5, err_msg=f"{module_id}/{key}")
+        real = expected[Columns.LOSS_MASK]
+        target = Postprocessing.VALUE_TARGETS
+        np.testing.assert_allclose(got[target][real], expected[target][real], rtol=1e-5, atol=1e-5, err_msg=f"{module_id}/{target}")
+        for side in (got, expected):
+            raw = side[target] - side[Columns.VF_PREDS]
+            np.testing.assert_allclose(side[Postprocessing.ADVANTAGES], standardize(raw), rtol=1e-4, atol=1e-4, err_msg=module_id)
 
 
 CASES = {

@@ -119,6 +119,8 @@ def apply_common_settings(
 ) -> AlgorithmConfig:
     """Environment, env runners, learners, multi-agent mapping and seed."""
     from marl.envs.adapter import PettingZooMultiAgentEnv
+    from marl.rllib.faults import FaultReportingEnvRunner, stop_on_fault_after_iteration, stop_on_fault_after_restore
+    from marl.rllib.ordering import AgentOrderedEnvToModule
     from marl.rllib.partial_returns import PartialReturns
 
     resources = experiment.resources
@@ -138,6 +140,13 @@ def apply_common_settings(
         from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
 
         rllib_config.env_runners(env_runner_cls=VectorizedMultiAgentEnvRunner)
+    else:
+        rllib_config.env_runners(
+            # A scenario fault stops the run instead of crash-looping the runner (marl/rllib/faults.py).
+            env_runner_cls=FaultReportingEnvRunner,
+            # Agents in a fixed order, not a set's: the same seed, the same run (marl/rllib/ordering.py).
+            env_to_module_connector=AgentOrderedEnvToModule(),
+        )
     return (
         rllib_config.environment(env=PettingZooMultiAgentEnv, env_config=probe.env_config, disable_env_checking=True)
         .framework("torch")
@@ -153,6 +162,7 @@ def apply_common_settings(
             delay_between_env_runner_restarts_s=resources.delay_between_env_runner_restarts_s,
             num_consecutive_env_runner_failures_tolerance=resources.num_consecutive_env_runner_failures_tolerance,
             env_runner_health_probe_timeout_s=resources.env_runner_health_probe_timeout_s,
+            restart_failed_sub_environments=resources.restart_failed_sub_environments,
         )
         .learners(
             num_learners=num_learners,
@@ -161,6 +171,7 @@ def apply_common_settings(
         )
         .callbacks(on_environment_created=partial(env_runner_threads_callback, threads=runner_threads))
         .multi_agent(policies=list(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))
+        .callbacks(on_train_result=stop_on_fault_after_iteration, on_env_runners_recreated=stop_on_fault_after_restore)
         .debugging(seed=experiment.seed)
         .reporting(metrics_num_episodes_for_smoothing=100)
         .callbacks(on_sample_end=PartialReturns())

@@ -37,7 +37,6 @@ from marl.envs.scenario import (  # noqa: F401
 )
 from marl.errors import ScenarioError
 
-
 def _flat_dim(space: gym.Space, what: str) -> int:
     if not isinstance(space, gym.spaces.Box):
         raise ScenarioError(
@@ -64,11 +63,12 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         self._worker_index = int(getattr(config, "worker_index", 0) or 0)
         config = dict(config or {})
         self.spec_ = ScenarioSpec(**config["scenario"])
-        self.env = self.spec_.make(render_mode=config.get("render_mode"))
-        self.env.reset(seed=config.get("seed"))  # some scenarios only define state() after reset
+        self.env = self.spec_.make_guarded(render_mode=config.get("render_mode"))
         self.possible_agents = list(self.env.possible_agents)
         self.agents = list(self.possible_agents)
+        # Unsupported spaces first: the reset's data checks would reject them less clearly.
         self._obs_dims = {a: _flat_dim(self.env.observation_space(a), f"observation of {a!r}") for a in self.possible_agents}
+        self.env.reset(seed=config.get("seed"))  # some scenarios only define state() after reset
         self._with_id = bool(config.get("agent_id_in_obs", False))
         self._with_state = bool(config.get("global_state", False))
         self._env_state = self._with_state and self.spec_.global_state == "env" and _has_state(self.env)

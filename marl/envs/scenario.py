@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from pettingzoo.utils.env import ParallelEnv
 
+from marl.envs.guard import DEFAULT_CHECK_STEPS, GuardedParallelEnv
 from marl.envs.registry import make_parallel_env
 from marl.envs.wrappers import apply_wrappers
 from marl.errors import ScenarioError
@@ -27,9 +28,15 @@ class ScenarioSpec:
     global_state: str = "env"
     backend: str = "pettingzoo"
     bootstrap_at_time_limit: bool = False
+    check_steps: int = DEFAULT_CHECK_STEPS
 
     def make(self, render_mode: str | None = None) -> ParallelEnv:
         return apply_wrappers(make_parallel_env(self.name, self.kwargs, render_mode), self.wrappers)
+
+    def make_guarded(self, render_mode: str | None = None, check_steps: int | None = None) -> GuardedParallelEnv:
+        """The scenario behind the guard that turns its faults into ScenarioFault (marl/envs/guard.py)."""
+        steps = self.check_steps if check_steps is None else check_steps
+        return GuardedParallelEnv(self.make(render_mode), self.name, steps)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +46,7 @@ class ScenarioSpec:
             "global_state": self.global_state,
             "backend": self.backend,
             "bootstrap_at_time_limit": self.bootstrap_at_time_limit,
+            "check_steps": self.check_steps,
         }
 
 

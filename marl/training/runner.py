@@ -7,6 +7,7 @@ The loop is RLlib's own `algo.train()`; around it we keep a run directory:
         metrics.csv        one row per iteration
         tensorboard/       the same metrics for TensorBoard
         checkpoints/       iter_NNNNNN/ (atomic) and `latest`
+        scenario_error.txt only after a scenario fault: its traceback (marl/training/faults.py)
 
 Ctrl-C (or SIGTERM) finishes the current iteration, writes a checkpoint and stops;
 a second Ctrl-C aborts at once. `resume(run_dir)` continues from the latest
@@ -24,15 +25,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import yaml
 
 from marl.config import ExperimentConfig, build_config, config_to_dict
 from marl.envs.adapter import ScenarioSpec
-from marl.envs.validation import check_parallel_api
-from marl.errors import CheckpointError
+from marl.envs.validation import RENDER_FIX, check_parallel_api, check_scenario_data, render_problem
+from marl.errors import CheckpointError, ScenarioFault
 from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint
 from marl.rllib.threads import limit_threads
 from marl.teams import teams_of
+from marl.training.faults import faults_reported, write_fault_report
 from marl.training.logs import LOG_FILE, ray_logs_to_file
 from marl.training.metrics import MetricsWriter, flatten_result, progress_line, returns_text
 from marl.training.resources import (
@@ -166,14 +169,21 @@ def train(
     if resuming and checkpoint is None:
         raise CheckpointError(f"{str(run_dir)!r} has no finished checkpoint to resume from; start a new run instead")
     # Cheap checks first: a broken scenario fails here, before Ray starts.
-    check_parallel_api(ScenarioSpec(**config.scenario.model_dump()))
+    spec = ScenarioSpec(**config.scenario.model_dump())
+    try:
+        tolerated = checks_before_ray(config, spec)
+    except ScenarioFault as fault:
+        raise write_fault_report(fault, run_dir or new_run_dir(config, runs_root)) from None
     for warning in config.training.budget_warnings(config, max_iterations=max_iterations):
         echo(f"warning: {warning}")
     if not resuming:
         run_dir = new_run_dir(config, runs_root)
     echo(f"{RUN_DIR_LINE}{run_dir}")
+    if tolerated is not None:
+        echo(f"WARNING: {tolerated} -- going on: resources.restart_failed_sub_environments is true")
+    warn_if_cannot_render(spec, echo)
 
-    with ray_logs_to_file(run_dir), ray_session(address) as ray:
+    with ray_logs_to_file(run_dir), ray_session(address) as ray, faults_reported(run_dir):
         num_gpus, gpu_reason = choose_learner_gpus(config, usable_learner_gpus(ray, config.resources.num_learners))
         in_trial = not local and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
         # A Tune trial's placement group also holds the driver's CPU (RLlib's main-process bundle).
@@ -229,6 +239,30 @@ def apply_driver_threads(algo, config: ExperimentConfig, ray, num_gpus_per_learn
         resources.num_learners,
         actor_threads(resources.threads.learner, learner_cpus(1, num_gpus_per_learner)),
     )
+
+
+def checks_before_ray(config: ExperimentConfig, spec: ScenarioSpec) -> ScenarioFault | None:
+    """PettingZoo's API test and a couple of checked random episodes; raises what they find.
+
+    A scenario fault is returned instead (to be printed as a warning) when the config opts
+    into `resources.restart_failed_sub_environments`: the user declared the scenario flaky,
+    and RLlib will rebuild a copy that fails during training.
+    """
+    try:
+        check_parallel_api(spec)
+        check_scenario_data(spec, np.random.default_rng(config.seed))
+    except ScenarioFault as fault:
+        if config.resources.restart_failed_sub_environments:
+            return fault
+        raise
+    return None
+
+
+def warn_if_cannot_render(spec: ScenarioSpec, echo: Printer) -> None:
+    """Say now, not after training, when `marl evaluate --render` will fail for this scenario."""
+    problem = render_problem(spec)
+    if problem:
+        echo(f"WARNING: scenario {spec.name!r} cannot render: {problem}. `marl evaluate --render` will not work; to fix it, {RENDER_FIX}")
 
 
 def _checkpoint_meta(algo, config: ExperimentConfig, row: dict[str, float]) -> dict:

@@ -24,6 +24,7 @@ from pydantic import Field
 from marl.algorithms.common import ScenarioProbe, apply_common_settings, probe_scenario
 from marl.config import StrictModel
 from marl.errors import ConfigError
+from marl.rllib.ordering import AgentOrderedEnvToModule
 
 if TYPE_CHECKING:
     from marl.algorithms.maddpg.algorithm import MADDPGRLlibConfig
@@ -157,7 +158,9 @@ class MADDPGConfig(StrictModel):
             num_gpus_per_learner=num_gpus_per_learner,
         )
         if self.ensemble_size > 1:  # the env runners draw each agent's sub-policy per episode
-            config.env_runners(env_to_module_connector=SubPolicyConnectorFactory(self.ensemble_size))
+            draw = SubPolicyConnectorFactory(self.ensemble_size)
+            ordered = experiment.scenario.backend == "pettingzoo"  # keep the common agent-order piece first
+            config.env_runners(env_to_module_connector=AgentOrderedEnvToModule(draw) if ordered else draw)
         return (
             # The module returns the env's action (a simplex vector for Box): no rescaling.
             config.environment(normalize_actions=False, clip_actions=False)

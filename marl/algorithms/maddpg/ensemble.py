@@ -25,6 +25,7 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from torch import nn
 
 from marl.algorithms.maddpg.replay import SUBPOLICY  # batch column / extra model output / replay field
+from marl.rllib.ordering import single_agent_episodes_in_order
 
 
 class ActorEnsemble(nn.Module):
@@ -68,7 +69,8 @@ class DrawSubPolicy(ConnectorV2):
     def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs):
         running = {episode.id_ for episode in episodes}
         self._drawn = {key: index for key, index in self._drawn.items() if key[0] in running}
-        for agent_episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=True):
+        # Agents in name order, not a set's: the draws must not depend on the process (marl/rllib/ordering.py).
+        for agent_episode in single_agent_episodes_in_order(episodes, agents_that_stepped_only=True):
             key = (agent_episode.multi_agent_episode_id, agent_episode.agent_id)
             if key not in self._drawn:
                 self._drawn[key] = int(self._rng.integers(self.ensemble_size))

@@ -16,7 +16,8 @@ standardised over the module's rows, value targets from `marl.core.gae` (equal t
 `compute_value_targets`), and `vf_preds` (the critic's predictions in return units, the
 anchor of MAPPO's clipped value loss). tests/test_ppo_connector.py checks it column by
 column against RLlib's pipeline. Rows are ordered by episode, then agent (RLlib's order
-follows a set of agent ids), which only changes how minibatches are shuffled.
+follows a set of agent ids, salted per process; ours sorts them, `marl/rllib/ordering.py`), which
+only changes how minibatches are shuffled.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from marl.core.gae import standardize, value_targets
+from marl.rllib.ordering import single_agent_episodes_in_order
 
 
 class PPOTrainBatch(ConnectorV2):
@@ -44,7 +46,7 @@ class PPOTrainBatch(ConnectorV2):
 
     def __call__(self, *, rl_module, batch: dict[str, Any], episodes, **kwargs) -> dict[str, Any]:
         trajectories: dict[str, list[SingleAgentEpisode]] = defaultdict(list)
-        for episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
+        for episode in single_agent_episodes_in_order(episodes, agents_that_stepped_only=False):
             if len(episode) > 0:
                 trajectories[episode.module_id].append(episode)
         # A fixed module order: with data-parallel learners each module's gradients are
