@@ -286,12 +286,12 @@ def test_setups_a_twin_cannot_run_run_as_stacked_copies(overrides, twin):
 
 def test_stacked_copies_refuse_agents_that_leave_early_in_one_line():
     from marl.envs.vectorized import make_vectorized
-    from marl.errors import ScenarioError
+    from marl.errors import ScenarioFault
 
     backend = make_vectorized("tests.scenarios_for_tests:leaving_agents_env", {}, 2)  # a1 leaves at step 2
     backend.reset([0, 1])
     backend.step({agent: np.zeros(2, np.int64) for agent in backend.possible_agents})
-    with pytest.raises(ScenarioError, match=r"agents \['a1'\] left world 0's episode.*use scenario.backend: pettingzoo"):
+    with pytest.raises(ScenarioFault, match=r"agents \['a1'\] left world 0's episode.*use scenario.backend: pettingzoo"):
         backend.step({agent: np.zeros(2, np.int64) for agent in backend.possible_agents})
 
 

@@ -60,6 +60,7 @@ from marl.algorithms.common import invert_mapping
 from marl.envs.adapter import PettingZooMultiAgentEnv, distinct_seed, layout_observations
 from marl.envs.vectorized import make_vectorized
 from marl.rllib.episodes import build_episode_chunk, slice_agents
+from marl.rllib.faults import FaultReportingEnvRunner
 from marl.rllib.metrics import episode_window, log_episode_metrics
 
 
@@ -96,8 +97,9 @@ class VectorizedEnv:
             self.backend.close()
 
 
-class VectorizedMultiAgentEnvRunner(MultiAgentEnvRunner):
-    """`MultiAgentEnvRunner` whose `_sample` steps a vectorized backend (module docstring)."""
+class VectorizedMultiAgentEnvRunner(FaultReportingEnvRunner):
+    """`MultiAgentEnvRunner` whose `_sample` steps a vectorized backend (module docstring); a
+    scenario fault in stacked PettingZoo copies stops the run as on the stock runner."""
 
     def __init__(self, config, **kwargs):
         _refuse_unsupported(config)

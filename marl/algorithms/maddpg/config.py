@@ -24,7 +24,6 @@ from pydantic import Field
 from marl.algorithms.common import ScenarioProbe, apply_common_settings, probe_scenario
 from marl.config import StrictModel
 from marl.errors import ConfigError
-from marl.rllib.ordering import AgentOrderedEnvToModule
 
 if TYPE_CHECKING:
     from marl.algorithms.maddpg.algorithm import MADDPGRLlibConfig
@@ -142,6 +141,7 @@ class MADDPGConfig(StrictModel):
         from marl.algorithms.maddpg.learner import MADDPGTorchLearner
         from marl.algorithms.maddpg.module import MADDPGModule
         from marl.algorithms.maddpg.replay import action_vector_dim
+        from marl.rllib.ordering import AgentOrderedEnvToModule
 
         probe = probe_scenario(experiment, global_state=False)
         self._check_action_spaces(probe)

@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from marl.envs.scenario import ScenarioSpec, scenario_state
-from marl.errors import ScenarioError
+from marl.errors import ScenarioFault
 
 Obs = dict[str, np.ndarray]
 
@@ -32,7 +32,7 @@ class StackedScenario:
     def __init__(self, spec: ScenarioSpec, num_envs: int):
         self.spec = spec
         self.num_envs = num_envs
-        self.envs = [spec.make() for _ in range(num_envs)]
+        self.envs = [spec.make_guarded() for _ in range(num_envs)]  # faults and bad data: one line (marl/envs/guard.py)
         first = self.envs[0]
         self.possible_agents = list(first.possible_agents)
         self._discrete = {agent: isinstance(first.action_space(agent), gym.spaces.Discrete) for agent in self.possible_agents}
@@ -90,9 +90,9 @@ class StackedScenario:
         still_running = set(env.agents)
         if missing or (still_running and still_running != set(self.possible_agents)):
             gone = missing or sorted(set(self.possible_agents) - still_running)
-            raise ScenarioError(
-                f"scenario {self.spec.name!r}: agents {gone} left world {b}'s episode before it ended; "
-                "backend: vectorized needs every agent until the end: use scenario.backend: pettingzoo"
+            raise ScenarioFault(
+                self.spec.name, "step", f"agents {gone} left world {b}'s episode before it ended",
+                "backend: vectorized needs every agent until the end of an episode: use scenario.backend: pettingzoo",
             )
 
     def _flat(self, observations: Mapping[str, Any]) -> Obs:
