@@ -21,6 +21,7 @@ names the key.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -268,20 +269,32 @@ def closest_keys(key: str, valid: list[str]) -> list[str]:
     return similar or [name for name in valid if key and (key in name or name in key)][:3]
 
 
+# Pydantic names the member of a union an error came from in the location (`constrained-int`,
+# `literal['auto']`, `float`, ...); users know only their keys.
+_UNION_MEMBER = re.compile(r"^(constrained-\w+|literal\[.*\]|function-\w+\[.*\]|int|float|str|bool|none|list\[.*\]|dict\[.*\])$")
+
+
+def _key_path(loc: tuple) -> tuple:
+    return tuple(part for part in loc if not (isinstance(part, str) and _UNION_MEMBER.match(part)))
+
+
 def _describe(error: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
-    """The first pydantic error as 'key.path: problem; fix'."""
-    first = error.errors()[0]
-    where = prefix + (".".join(str(part) for part in first["loc"]) or "config")
+    """The first pydantic error as 'key.path: problem; fix' (a union's alternatives joined by 'or')."""
+    errors = error.errors()
+    first = errors[0]
+    loc = _key_path(first["loc"])
+    where = prefix + (".".join(str(part) for part in loc) or "config")
     if first["type"] == "extra_forbidden":
-        key = str(first["loc"][-1])
-        valid = section_fields(model, first["loc"][:-1])
+        key = str(loc[-1])
+        valid = section_fields(model, loc[:-1])
         guess = closest_keys(key, valid)
         hint = f"did you mean {' or '.join(repr(name) for name in guess)}? " if guess else ""
-        section = (prefix + ".".join(str(part) for part in first["loc"][:-1])).rstrip(".") or "the top level"
+        section = (prefix + ".".join(str(part) for part in loc[:-1])).rstrip(".") or "the top level"
         return f"{where}: unknown key; {hint}valid keys of {section}: {', '.join(valid)}"
     if first["type"] == "missing":
         return f"{where}: required key is missing; " + _MISSING_EXAMPLES.get(where, "add it to the config")
-    return f"{where}: {first['msg']} (got {first.get('input')!r})"
+    alternatives = list(dict.fromkeys(e["msg"] for e in errors if _key_path(e["loc"]) == loc))
+    return f"{where}: {' or '.join(alternatives)} (got {first.get('input')!r})"
 
 
 def build_config(raw: dict[str, Any]) -> ExperimentConfig:
@@ -304,6 +317,9 @@ def build_config(raw: dict[str, Any]) -> ExperimentConfig:
     except ValidationError as error:
         raise ConfigError(_describe(error, training_class, prefix="training.")) from None
     config.training = training
+    from marl.envs.registry import resolve_factory
+
+    resolve_factory(config.scenario.name)  # an unknown scenario is a one-line error now, not after Ray's import
     training.check_compatible(config)
     return config
 

@@ -12,6 +12,7 @@ import csv
 import logging
 import math
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -144,9 +145,16 @@ def test_shipped_configs_are_listed_found_by_name_and_packaged(tmp_path):
     assert find_config("mappo_simple_spread.yaml") == SPREAD.resolve()
     with pytest.raises(ConfigError, match="marl configs"):
         find_config("no_such_config")
-    # A wheel (what `pip install .` installs) carries them as data files.
+    # A wheel (what `pip install .` installs) carries them as data files. Built from a copy:
+    # setuptools writes build/ next to the sources, and a test leaves the checkout as it was.
+    source = tmp_path / "src"
+    source.mkdir()
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / part, source / part)
+    for package in ("marl", "scenarios", "coordination", "configs"):
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
         check=True, capture_output=True, timeout=300,
     )
     wheel = next(tmp_path.glob("marl-*.whl"))

@@ -90,8 +90,12 @@ def resolve_factory(name: str) -> ParallelEnvFactory:
         if not hasattr(module, attr):
             raise ScenarioError(f"scenario {name!r}: module {module_name!r} has no attribute {attr!r}")
         return getattr(module, attr)
+    import difflib
+
+    close = difflib.get_close_matches(name, list(entries), n=2, cutoff=0.6)
+    guess = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     raise ScenarioError(
-        f"unknown scenario {name!r}; run `marl scenarios` for the list, or give a `package.module:factory` path"
+        f"unknown scenario {name!r}; {guess}run `marl scenarios` for the list, or give a `package.module:factory` path"
     )
 
 
