@@ -25,7 +25,7 @@ import yaml
 
 from marl.cli import main
 from marl.config import build_config, load_config
-from marl.errors import CheckpointError, ConfigError
+from marl.errors import CheckpointError, ConfigError, ScenarioError
 from marl.registry import ALGORITHMS
 from marl.rllib.partial_returns import PARTIAL_RETURN, PartialReturns
 from marl.teams import teams_of
@@ -90,6 +90,16 @@ def test_unknown_key_lists_the_closest_and_the_valid_keys():
         load_config(SPREAD, ["resources.num_env_runner=1"])
     with pytest.raises(ConfigError, match="did you mean 'stop'.*valid keys of the top level"):
         load_config(SPREAD, ["stopp.env_steps=1"])
+
+
+def test_errors_name_the_users_key_and_every_accepted_form():
+    with pytest.raises(ConfigError) as error:
+        load_config(SPREAD, ["resources.num_env_runners=x"])
+    message = str(error.value)
+    assert message.startswith("resources.num_env_runners: ") and "constrained" not in message
+    assert "valid integer" in message and "'auto'" in message
+    with pytest.raises(ScenarioError, match="did you mean 'simple_spread_v3'"):
+        load_config(SPREAD, ["scenario.name=simple_sprad_v3"])  # before Ray: at validation
 
 
 def test_missing_stop_says_what_to_add():
