@@ -85,3 +85,14 @@ def test_the_families_have_the_properties_they_stand_for():
     spaces = {(world_comm.observation_space(a).shape, str(world_comm.action_space(a))) for a in world_comm.possible_agents}
     assert len(spaces) >= 2
     world_comm.close()
+
+
+def test_raw_image_observations_are_announced_with_the_wrappers_that_shrink_them():
+    from marl.envs.validation import IMAGE_FIX, image_observation_problem
+
+    pong = "pettingzoo.butterfly.cooperative_pong_v6:parallel_env"
+    problem = image_observation_problem(ScenarioSpec(pong))
+    assert problem is not None and "an image (280, 480, 3)" in problem and IMAGE_FIX in problem
+    shrunk = ScenarioSpec(pong, wrappers=["color_reduction_v0", {"resize_v1": {"x_size": 64, "y_size": 64}}])
+    assert image_observation_problem(shrunk) is None
+    assert image_observation_problem(ScenarioSpec("simple_spread_v3")) is None

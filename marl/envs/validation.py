@@ -143,6 +143,35 @@ def render_problem(spec: ScenarioSpec, seed: int = 0) -> str | None:
     return None
 
 
+# What shrinks image observations to something an MLP can take (SuperSuit, in the config).
+IMAGE_FIX = "scenario.wrappers: [color_reduction_v0, {resize_v1: {x_size: 64, y_size: 64}}]"
+LARGE_OBSERVATION = 4096  # flattened values per agent beyond which an MLP's first layer dominates
+
+
+def image_observation_problem(spec: ScenarioSpec) -> str | None:
+    """Why this scenario's observations will be slow to learn from, or None.
+
+    Every network here is an MLP over the flattened observation (no convolutional encoder
+    yet), so a raw frame becomes a first layer of hundreds of thousands of inputs per
+    agent, and a centralised critic's state concatenates every agent's frame.
+    """
+    env = spec.make()
+    try:
+        shapes = {agent: env.observation_space(agent).shape for agent in env.possible_agents}
+    finally:
+        with contextlib.suppress(Exception):
+            env.close()
+    agent, shape = max(shapes.items(), key=lambda item: int(np.prod(item[1] or (1,))))
+    size = int(np.prod(shape or (1,)))
+    if (shape is None or len(shape) < 3) and size <= LARGE_OBSERVATION:
+        return None
+    kind = "an image" if shape is not None and len(shape) >= 3 else "a"
+    return (
+        f"agent {agent!r} observes {kind} {shape} array: the networks are MLPs over its {size:,} flattened values "
+        f"(no convolutional encoder yet), which trains very slowly; shrink it with {IMAGE_FIX}"
+    )
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str

@@ -30,7 +30,7 @@ import yaml
 
 from marl.config import ExperimentConfig, build_config, config_to_dict
 from marl.envs.adapter import ScenarioSpec
-from marl.envs.validation import RENDER_FIX, check_parallel_api, check_scenario_data, render_problem
+from marl.envs.validation import RENDER_FIX, check_parallel_api, check_scenario_data, image_observation_problem, render_problem
 from marl.errors import CheckpointError, ScenarioFault
 from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint
 from marl.rllib.threads import limit_threads
@@ -182,6 +182,8 @@ def train(
     if tolerated is not None:
         echo(f"WARNING: {tolerated} -- going on: resources.restart_failed_sub_environments is true")
     warn_if_cannot_render(spec, echo)
+    if (problem := image_observation_problem(spec)) is not None:
+        echo(f"WARNING: {problem}")
 
     with ray_logs_to_file(run_dir), ray_session(address) as ray, faults_reported(run_dir):
         num_gpus, gpu_reason = choose_learner_gpus(config, usable_learner_gpus(ray, config.resources.num_learners))
