@@ -95,6 +95,14 @@ class ModelConfig(StrictModel):
     """Hidden layer sizes of the actor and of the critic MLPs (they share no layers)."""
     activation: Literal["tanh", "relu"] = "tanh"
     """Activation of the hidden layers."""
+    encoder: Literal["auto", "mlp", "cnn"] = "auto"
+    """What reads the observation before the MLP. `auto`: a convolutional encoder for image
+    observations (rank-3 Box, height x width x channels) where the algorithm has one (ippo,
+    mappo, dpo), else none; `cnn`: always (an error for non-image observations); `mlp`: never
+    (the flattened frame goes straight into the MLP)."""
+    conv: list[tuple[int, int, int]] = Field(default_factory=lambda: [(16, 8, 4), (32, 4, 2)])
+    """The convolutional encoder's layers as [out_channels, kernel, stride] (default: the DQN
+    Atari encoder's, Mnih et al. 2013), each followed by a ReLU."""
 
 
 ThreadCount = Union[Annotated[int, Field(ge=1)], Literal["auto"]]
@@ -317,6 +325,11 @@ def build_config(raw: dict[str, Any]) -> ExperimentConfig:
     except ValidationError as error:
         raise ConfigError(_describe(error, training_class, prefix="training.")) from None
     config.training = training
+    if config.model.encoder == "cnn" and not training.supports_image_encoder():
+        raise ConfigError(
+            f"model.encoder: {config.algorithm} has no convolutional encoder (ippo, mappo and dpo do); use model.encoder: "
+            "auto, and shrink image observations with SuperSuit wrappers (README, 'Writing a scenario')"
+        )
     from marl.envs.registry import resolve_factory
 
     resolve_factory(config.scenario.name)  # an unknown scenario is a one-line error now, not after Ray's import

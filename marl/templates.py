@@ -73,8 +73,10 @@ def describe_shipped() -> list[str]:
 # -- templates --------------------------------------------------------------------------
 
 
-def _scenario_facts(spec: ScenarioSpec) -> tuple[list[str], bool, bool]:
-    """(agents, whether every agent has the same spaces, whether actions are Box)."""
+def _scenario_facts(spec: ScenarioSpec) -> tuple[list[str], bool, bool, bool]:
+    """(agents, whether every agent has the same spaces, whether actions are Box, whether observations are frames)."""
+    from marl.core.shapes import is_image
+
     import gymnasium as gym
 
     env = spec.make()
@@ -88,7 +90,7 @@ def _scenario_facts(spec: ScenarioSpec) -> tuple[list[str], bool, bool]:
         space == action_spaces[0] for space in action_spaces
     )
     continuous = any(isinstance(space, gym.spaces.Box) for space in action_spaces)
-    return agents, same, continuous
+    return agents, same, continuous, any(is_image(space.shape or ()) for space in observation_spaces)
 
 
 def global_state_choice(spec: ScenarioSpec, steps: int = 300, seed: int = 0) -> str:
@@ -129,7 +131,7 @@ def template_raw(algorithm: str, scenario: str, kwargs: dict[str, Any] | None = 
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algorithm!r}; choose one of {sorted(ALGORITHMS)} (`marl algorithms`)")
     spec = ScenarioSpec(scenario, dict(kwargs or {}))
-    agents, same_spaces, continuous = _scenario_facts(spec)
+    agents, same_spaces, continuous, frames = _scenario_facts(spec)
     training_class = ALGORITHMS[algorithm].config_class
     if continuous and not training_class.supports_continuous_actions():
         raise ConfigError(
@@ -139,8 +141,11 @@ def template_raw(algorithm: str, scenario: str, kwargs: dict[str, Any] | None = 
     # bn_mappo's one actor serves every agent; the others share only where the spaces allow it.
     sharing = "shared" if algorithm == "bn_mappo" or (same_spaces and len(agents) > 1) else "per_agent"
     scenario_section = {"name": scenario, "kwargs": dict(kwargs or {}), "backend": "pettingzoo"}
-    if training_class.has_centralized_critic() and global_state_choice(spec) == "observations":
-        scenario_section["global_state"] = "observations"  # see global_state_choice
+    if training_class.has_centralized_critic() and (
+        (frames and training_class.supports_image_encoder()) or global_state_choice(spec) == "observations"
+    ):
+        # A convolutional critic encodes each agent's frame; see global_state_choice for the rest.
+        scenario_section["global_state"] = "observations"
     if sharing == "shared" and not same_spaces:  # one network for agents with different spaces
         scenario_section["wrappers"] = ["pad_observations_v0", "pad_action_space_v0"]
     raw = {

@@ -187,7 +187,7 @@ def test_simple_spread_layout_own_obs_id_state():
     agents = ["agent_0", "agent_1", "agent_2"]
     assert env.possible_agents == agents
     for agent in agents:
-        assert env.layouts[agent] == ObservationLayout(obs_dim=18, id_dim=3, state_dim=54)
+        assert env.layouts[agent] == ObservationLayout(obs_dim=18, id_dim=3, state_dim=54, obs_shape=(18,))
         assert env.layouts[agent].actor_dim == 21
         assert env.layouts[agent].total_dim == 75
         space = env.observation_spaces[agent]
@@ -225,7 +225,7 @@ def test_simple_spread_layout_own_obs_id_state():
 def test_layout_without_id_and_state_is_raw_obs():
     env = adapter("simple_spread_v3", kwargs={"N": 3}, agent_id=False, state=False, seed=0)
     for agent in env.possible_agents:
-        assert env.layouts[agent] == ObservationLayout(obs_dim=18, id_dim=0, state_dim=0)
+        assert env.layouts[agent] == ObservationLayout(obs_dim=18, id_dim=0, state_dim=0, obs_shape=(18,))
         assert env.observation_spaces[agent].shape == (18,)
     observations, _ = env.reset(seed=0)
     assert all(obs.shape == (18,) for obs in observations.values())
@@ -242,7 +242,7 @@ def test_state_fallback_is_concatenated_observations():
     env = adapter(LEAVING, seed=0)
     assert not env._env_state  # no state(): the fallback is used
     for agent in env.possible_agents:
-        assert env.layouts[agent] == ObservationLayout(obs_dim=2, id_dim=3, state_dim=6)
+        assert env.layouts[agent] == ObservationLayout(obs_dim=2, id_dim=3, state_dim=6, obs_shape=(2,))
     observations, _ = env.reset(seed=0)
     # state at reset: [a0 obs | a1 obs | a2 obs] = [0,0, 1,0, 2,0]
     for i, agent in enumerate(["a0", "a1", "a2"]):
@@ -312,7 +312,7 @@ def test_coordination_game_uses_its_own_state():
     env = adapter("coordination_game", kwargs={"n_agents": 3}, seed=0)
     assert env._env_state
     for agent in env.possible_agents:
-        assert env.layouts[agent] == ObservationLayout(obs_dim=3, id_dim=3, state_dim=3)
+        assert env.layouts[agent] == ObservationLayout(obs_dim=3, id_dim=3, state_dim=3, obs_shape=(3,))
     observations, _ = env.reset(seed=3)
     for agent, vector in observations.items():
         np.testing.assert_array_equal(vector[6:], env.env.state())

@@ -96,3 +96,4 @@ def test_raw_image_observations_are_announced_with_the_wrappers_that_shrink_them
     shrunk = ScenarioSpec(pong, wrappers=["color_reduction_v0", {"resize_v1": {"x_size": 64, "y_size": 64}}])
     assert image_observation_problem(shrunk) is None
     assert image_observation_problem(ScenarioSpec("simple_spread_v3")) is None
+    assert image_observation_problem(ScenarioSpec(pong), conv_encoder=True) is None  # ippo/mappo/dpo read frames

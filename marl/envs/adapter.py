@@ -77,7 +77,13 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         if self._with_state:
             state_dim = int(np.prod(self.env.state().shape)) if self._env_state else sum(self._obs_dims.values())
         self.layouts = {
-            agent: ObservationLayout(self._obs_dims[agent], len(self.possible_agents) if self._with_id else 0, state_dim)
+            agent: ObservationLayout(
+                self._obs_dims[agent],
+                len(self.possible_agents) if self._with_id else 0,
+                state_dim,
+                obs_shape=tuple(self.env.observation_space(agent).shape),
+                obs_scale=1 / 255 if self.env.observation_space(agent).dtype == np.uint8 else 1.0,
+            )
             for agent in self.possible_agents
         }
         self.observation_spaces = {

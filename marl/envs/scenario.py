@@ -57,6 +57,8 @@ class ObservationLayout:
     obs_dim: int
     id_dim: int
     state_dim: int
+    obs_shape: tuple[int, ...] = ()  # the scenario's own shape of the observation part (frames: H, W, C)
+    obs_scale: float = 1.0  # what turns it into network inputs: 1/255 for uint8 frames
 
     @property
     def actor_dim(self) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 from gymnasium.utils.env_checker import data_equivalence
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
+from marl.core.shapes import is_image
 from marl.envs.adapter import ScenarioSpec
 from marl.errors import ScenarioError, ScenarioFault
 
@@ -148,12 +149,12 @@ IMAGE_FIX = "scenario.wrappers: [color_reduction_v0, {resize_v1: {x_size: 64, y_
 LARGE_OBSERVATION = 4096  # flattened values per agent beyond which an MLP's first layer dominates
 
 
-def image_observation_problem(spec: ScenarioSpec) -> str | None:
+def image_observation_problem(spec: ScenarioSpec, *, conv_encoder: bool = False) -> str | None:
     """Why this scenario's observations will be slow to learn from, or None.
 
-    Every network here is an MLP over the flattened observation (no convolutional encoder
-    yet), so a raw frame becomes a first layer of hundreds of thousands of inputs per
-    agent, and a centralised critic's state concatenates every agent's frame.
+    Without a convolutional encoder (`conv_encoder`: the algorithm puts one before its MLPs,
+    `model.encoder`), a raw frame becomes an MLP's first layer of hundreds of thousands of
+    inputs per agent, and a centralised critic's state concatenates every agent's frame.
     """
     env = spec.make()
     try:
@@ -163,12 +164,14 @@ def image_observation_problem(spec: ScenarioSpec) -> str | None:
             env.close()
     agent, shape = max(shapes.items(), key=lambda item: int(np.prod(item[1] or (1,))))
     size = int(np.prod(shape or (1,)))
-    if (shape is None or len(shape) < 3) and size <= LARGE_OBSERVATION:
+    image = is_image(shape)
+    if (image and conv_encoder) or (not image and size <= LARGE_OBSERVATION):
         return None
-    kind = "an image" if shape is not None and len(shape) >= 3 else "a"
+    kind = "an image" if image else "a"
     return (
-        f"agent {agent!r} observes {kind} {shape} array: the networks are MLPs over its {size:,} flattened values "
-        f"(no convolutional encoder yet), which trains very slowly; shrink it with {IMAGE_FIX}"
+        f"agent {agent!r} observes {kind} {shape} array: this algorithm's networks are MLPs over its {size:,} flattened "
+        f"values, which trains very slowly; shrink it with {IMAGE_FIX}"
+        + (" or use ippo, mappo or dpo, whose convolutional encoder reads frames (model.encoder: auto)" if image else "")
     )
 
 

@@ -182,7 +182,8 @@ def train(
     if tolerated is not None:
         echo(f"WARNING: {tolerated} -- going on: resources.restart_failed_sub_environments is true")
     warn_if_cannot_render(spec, echo)
-    if (problem := image_observation_problem(spec)) is not None:
+    conv_encoder = config.training.supports_image_encoder() and config.model.encoder != "mlp"
+    if (problem := image_observation_problem(spec, conv_encoder=conv_encoder)) is not None:
         echo(f"WARNING: {problem}")
 
     with ray_logs_to_file(run_dir), ray_session(address) as ray, faults_reported(run_dir):

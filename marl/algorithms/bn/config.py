@@ -92,6 +92,10 @@ class BNMAPPOConfig(PPOFamilyConfig):
         return False
 
     @classmethod
+    def supports_image_encoder(cls) -> bool:
+        return False  # its joint actor reads every agent's flat observation (marl/algorithms/bn/module.py)
+
+    @classmethod
     def supports_backend(cls, backend: str) -> bool:
         # The fast runner samples from the module's action distribution; BN acts itself.
         return backend == "pettingzoo"

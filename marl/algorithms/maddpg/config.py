@@ -97,6 +97,10 @@ class MADDPGConfig(StrictModel):
         return True
 
     @classmethod
+    def supports_image_encoder(cls) -> bool:
+        return False  # MLP actors and critics over flat observations
+
+    @classmethod
     def supports_backend(cls, backend: str) -> bool:
         """Both: the vectorized env runner takes the actions MADDPG's module returns, as RLlib's runner does."""
         return backend in ("pettingzoo", "vectorized")

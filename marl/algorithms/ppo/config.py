@@ -93,6 +93,18 @@ class ActorCriticConfig(StrictModel):
         return True
 
     @classmethod
+    def supports_image_encoder(cls) -> bool:
+        """Whether its networks read image observations with a convolutional encoder (`model.encoder`)."""
+        return True
+
+    def uses_image_encoder(self, info: PolicyInfo, experiment: ExperimentConfig) -> bool:
+        """Whether this policy's networks put a convolutional encoder before their MLPs."""
+        from marl.core.shapes import is_image
+
+        encoder = experiment.model.encoder
+        return encoder == "cnn" or (encoder == "auto" and self.supports_image_encoder() and is_image(info.layout.obs_shape))
+
+    @classmethod
     def supports_discrete_actions(cls) -> bool:
         return True
 
@@ -137,7 +149,26 @@ class ActorCriticConfig(StrictModel):
                     f"scenario: policy {info.policy_id!r} has action space {info.action_space}; "
                     f"{experiment.algorithm} supports Discrete and Box actions"
                 )
+            if self.uses_image_encoder(info, experiment):
+                self._check_image_policy(info, experiment, n_agents=len(probe.agents))
         return probe
+
+    def _check_image_policy(self, info: PolicyInfo, experiment: ExperimentConfig, *, n_agents: int) -> None:
+        """A convolutional encoder needs frames, and a centralised one every agent's frame side by side."""
+        from marl.core.shapes import is_image
+
+        layout = info.layout
+        if not is_image(layout.obs_shape):
+            raise ConfigError(
+                f"model.encoder: cnn needs image observations (height, width, channels), but policy {info.policy_id!r} "
+                f"observes shape {layout.obs_shape}; use model.encoder: auto or mlp"
+            )
+        if self.uses_centralized_critic() and layout.state_dim != n_agents * layout.obs_dim:
+            raise ConfigError(
+                "scenario.global_state: a centralised critic over image observations encodes each agent's frame, so "
+                "its state must be the agents' frames side by side; set scenario.global_state: observations "
+                "(and give every agent frames of one shape)"
+            )
 
     def module_spec(self, info: PolicyInfo, experiment: ExperimentConfig) -> RLModuleSpec:
         """The RLModule of one policy."""
@@ -158,8 +189,19 @@ class ActorCriticConfig(StrictModel):
                 "centralized_critic": self.uses_centralized_critic(),
                 "value_normalization": self.value_normalization,
                 "initial_log_std": self.initial_log_std,
+                **self._encoder_settings(info, experiment),
             },
         )
+
+    def _encoder_settings(self, info: PolicyInfo, experiment: ExperimentConfig) -> dict[str, Any]:
+        if not self.uses_image_encoder(info, experiment):
+            return {}
+        return {
+            "encoder": "cnn",
+            "obs_shape": list(info.layout.obs_shape),
+            "obs_scale": info.layout.obs_scale,
+            "conv": [list(layer) for layer in experiment.model.conv],
+        }
 
     def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> PPOFamilyRLlibConfig:
         """The RLlib PPOConfig that trains this experiment."""

@@ -6,6 +6,11 @@ is decentralised. The critic reads:
 - IPPO: the same local input as the actor, V(o_i);
 - MAPPO: `[agent id | global state]`, a centralised V(s).
 Actor and critic share no layers (MAPPO's reference keeps them separate).
+
+Image observations (rank-3 frames, `model.encoder: auto | cnn`): the actor and the critic
+each put a convolutional encoder (marl/core/encoders.py) before their MLP; a centralised
+critic encodes every agent's frame in the state with one shared encoder and concatenates
+the features, instead of one layer over all agents' raw pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorica
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
+from marl.core.encoders import DEFAULT_CONV, ConvEncoder, PerAgentEncoder
 from marl.core.value_norm import ValueNormalizer
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -44,7 +50,8 @@ def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
 
 class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
     """model_config keys: obs_dim, id_dim, state_dim, hidden, activation,
-    centralized_critic, value_normalization, initial_log_std."""
+    centralized_critic, value_normalization, initial_log_std; for images also encoder
+    ("cnn"), obs_shape (H, W, C), conv [(channels, kernel, stride), ...] and obs_scale."""
 
     def setup(self):
         cfg = self.model_config
@@ -54,6 +61,9 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
             raise ValueError("a centralised critic needs the global state in the observation (state_dim > 0)")
         actor_in = self.obs_dim + self.id_dim
         critic_in = self.id_dim + self.state_dim if self.centralized_critic else actor_in
+        self.actor_encoder = self.critic_encoder = None
+        if cfg.get("encoder") == "cnn":
+            actor_in, critic_in = self._build_encoders(cfg)
 
         if isinstance(self.action_space, gym.spaces.Discrete):
             self.action_dist_cls = TorchCategorical
@@ -71,11 +81,30 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
         self.critic = mlp(critic_in, cfg["hidden"], 1, cfg["activation"], out_gain=1.0)
         self.value_normalizer = ValueNormalizer() if cfg.get("value_normalization", False) else None
 
+    def _build_encoders(self, cfg: dict[str, Any]) -> tuple[int, int]:
+        """Convolutional encoders for actor and critic; returns their MLPs' input sizes."""
+        def encoder() -> ConvEncoder:
+            return ConvEncoder(cfg["obs_shape"], cfg.get("conv") or DEFAULT_CONV, cfg.get("obs_scale", 1.0))
+
+        self.actor_encoder = encoder()
+        if self.centralized_critic:  # the state is every agent's frame, side by side (checked in the config)
+            self.critic_encoder = PerAgentEncoder(encoder(), self.state_dim // self.obs_dim)
+        else:
+            self.critic_encoder = encoder()
+        return self.actor_encoder.out_dim + self.id_dim, self.critic_encoder.out_dim + self.id_dim
+
     # -- slicing the flat observation ------------------------------------------
     def actor_input(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.actor_encoder is not None:
+            own, agent_id = obs[..., : self.obs_dim], obs[..., self.obs_dim : self.obs_dim + self.id_dim]
+            return torch.cat([self.actor_encoder(own), agent_id], dim=-1)
         return obs[..., : self.obs_dim + self.id_dim]
 
     def critic_input(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.critic_encoder is not None:
+            agent_id = obs[..., self.obs_dim : self.obs_dim + self.id_dim]
+            frames = obs[..., self.obs_dim + self.id_dim :] if self.centralized_critic else obs[..., : self.obs_dim]
+            return torch.cat([agent_id, self.critic_encoder(frames)], dim=-1)
         if self.centralized_critic:
             return obs[..., self.obs_dim :]
         return obs[..., : self.obs_dim + self.id_dim]
