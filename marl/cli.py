@@ -125,23 +125,18 @@ def _evaluate(args) -> None:
     from marl.training.logs import ray_logs_to_file
 
     with ray_logs_to_file(None):  # RLlib's notices are not the user's business here
-        _evaluate_quietly(args, evaluate, is_joint_policy_checkpoint)
-
-
-def _evaluate_quietly(args, evaluate, is_joint_policy_checkpoint) -> None:
-
-    graphs = [args.dag]
-    if args.dag == "both" or (args.dag is None and is_joint_policy_checkpoint(args.checkpoint)):
-        graphs = ["sampled", "empty"]
-    for graph in graphs:
-        render = args.render if graph == graphs[0] else None  # one animation: the first graph's
-        result = evaluate(
-            args.checkpoint, episodes=args.episodes, explore=args.stochastic, seed=args.seed, render_path=render, dag=graph
-        )
-        print(result.table())
-        print(result.json_line())
-    if args.render:
-        print(f"animation: {args.render}")
+        graphs = [args.dag]
+        if args.dag == "both" or (args.dag is None and is_joint_policy_checkpoint(args.checkpoint)):
+            graphs = ["sampled", "empty"]
+        for graph in graphs:
+            render = args.render if graph == graphs[0] else None  # one animation: the first graph's
+            result = evaluate(
+                args.checkpoint, episodes=args.episodes, explore=args.stochastic, seed=args.seed, render_path=render, dag=graph
+            )
+            print(result.table())
+            print(result.json_line())
+        if args.render:
+            print(f"animation: {args.render}")
 
 
 def _init(args) -> None:

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from marl.training.checkpoints import latest_checkpoint, read_meta
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,10 +70,12 @@ def assert_checkpoint_intact(run_dir: Path) -> None:
     assert read_meta(checkpoint)["iteration"] >= 1
 
 
-def test_step_exception_in_remote_env_runner_stops_the_run(tmp_path):
+# vectorized: the fast path over a scenario without a twin runs guarded PettingZoo copies.
+@pytest.mark.parametrize("backend", ["pettingzoo", "vectorized"])
+def test_step_exception_in_remote_env_runner_stops_the_run(tmp_path, backend):
     result, elapsed = marl_train(
         tmp_path, f"scenario.name={FAULTY}", "scenario.kwargs={fault: step_raises, episode: 6, step: 3}",
-        "resources.num_env_runners=1",
+        "resources.num_env_runners=1", f"scenario.backend={backend}",
     )
     run_dir = assert_fault_reported(result, elapsed, "step", "raised RuntimeError: planted step fault (step 3)")
     assert "Traceback (most recent call last)" in (run_dir / "scenario_error.txt").read_text()
@@ -145,13 +149,3 @@ def test_restart_failed_sub_environments_lets_a_flaky_scenario_train_on(tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     assert "iter     4 " in result.stdout and "done:" in result.stdout
 
-
-def test_step_exception_in_stacked_copies_on_the_fast_path_stops_the_run(tmp_path):
-    """backend: vectorized over a scenario without a twin runs guarded PettingZoo copies."""
-    result, elapsed = marl_train(
-        tmp_path, f"scenario.name={FAULTY}", "scenario.kwargs={fault: step_raises, episode: 6, step: 3}",
-        "resources.num_env_runners=1", "scenario.backend=vectorized",
-    )
-    run_dir = assert_fault_reported(result, elapsed, "step", "raised RuntimeError: planted step fault (step 3)")
-    assert "iter     1 " in result.stdout
-    assert_checkpoint_intact(run_dir)

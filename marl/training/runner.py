@@ -175,7 +175,7 @@ def train(
     except ScenarioFault as fault:
         raise write_fault_report(fault, run_dir or new_run_dir(config, runs_root)) from None
     for warning in config.training.budget_warnings(config, max_iterations=max_iterations):
-        echo(f"warning: {warning}")
+        echo(f"WARNING: {warning}")
     if not resuming:
         run_dir = new_run_dir(config, runs_root)
     echo(f"{RUN_DIR_LINE}{run_dir}")
