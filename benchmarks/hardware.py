@@ -51,7 +51,7 @@ FIELDS = ["section", "name", "backend", "learner", "env_runners", "threads", "va
 
 
 def cores() -> int:
-    from marl.training.resources import local_cpu_count
+    from marl.rllib.resources import local_cpu_count
 
     return local_cpu_count()
 
@@ -108,9 +108,9 @@ def train_rate(config_name: str, overrides: list[str], gpus: int, seconds: float
     """
     import ray
 
-    from marl.config import load_config
+    from marl.experiment import load_config
     from marl.rllib.threads import limit_threads
-    from marl.training.resources import driver_threads, local_env_runners, update_work, with_num_env_runners
+    from marl.rllib.resources import driver_threads, local_env_runners, update_work, with_num_env_runners
 
     config = load_config(REPO / "configs" / f"{config_name}.yaml", [*overrides, f"resources.num_gpus_per_learner={gpus}"])
     config = with_num_env_runners(config, local_env_runners(config.resources))

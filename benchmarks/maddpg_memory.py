@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=50_000, help="rows added per call while filling")
     args = parser.parse_args()
 
-    from marl.config import load_config
+    from marl.experiment import load_config
     from marl.training.runner import ray_session
 
     config = load_config(args.config, ["training.learning_starts=1024"])

@@ -104,7 +104,7 @@ def profile_maddpg(backend: str, iterations: int, cprofiled: int = 0) -> None:
     import ray
     from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 
-    from marl.config import load_config
+    from marl.experiment import load_config
 
     # Updates from the first iteration on; the 4 worlds of RLlib's runner are the config's old layout.
     overrides = [f"scenario.backend={backend}", "training.learning_starts=1024"]

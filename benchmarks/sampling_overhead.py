@@ -23,9 +23,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # as `marl train`'s driver: bench
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from marl.config import apply_overrides, build_config  # noqa: E402
+from marl.config import apply_overrides  # noqa: E402
+
+from marl.experiment import build_config  # noqa: E402
 from marl.envs.scenario import ScenarioSpec  # noqa: E402
-from marl.templates import template_yaml  # noqa: E402
+from marl.experiment.templates import template_yaml  # noqa: E402
 
 DEFAULT_SCENARIOS = ["simple_world_comm_v3", "pettingzoo.sisl.multiwalker_v9:parallel_env"]
 

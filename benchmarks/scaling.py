@@ -76,8 +76,8 @@ def measure(
     `iterations`; 0 skips training, whose cost grows with the batch) whole iterations."""
     import ray
 
-    from marl.config import load_config
-    from marl.training.resources import learner_gpus_for
+    from marl.experiment import load_config
+    from marl.rllib.resources import learner_gpus_for
     from marl.training.runner import env_runner_nodes
 
     config = load_config(config_path, [

@@ -122,7 +122,7 @@ def one_run(algorithm: str, backend: str, total_steps: int, target_return: float
 
 
 def _our_config(algorithm: str, backend: str, total_steps: int, runners: int, seed: int = 0):
-    from marl.config import load_config
+    from marl.experiment import load_config
 
     overrides = EQUAL_WORK + [f"stop.env_steps={total_steps}", f"scenario.backend={backend}", f"seed={seed}",
                               f"resources.num_env_runners={runners}",

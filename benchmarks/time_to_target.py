@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 def one_run(config_path: str, seed: int, target: float, max_steps: int) -> dict:
     import ray
 
-    from marl.config import load_config
+    from marl.experiment import load_config
 
     config = load_config(Path(config_path), [f"seed={seed}", f"stop.env_steps={max_steps}"])
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -27,7 +27,7 @@ from throughput import EQUAL_WORK  # noqa: E402  (the same workload as the throu
 
 
 def build(builder: str):
-    from marl.config import load_config
+    from marl.experiment import load_config
 
     overrides = EQUAL_WORK + ["resources.num_env_runners=0", "resources.num_envs_per_env_runner=16", f"training.learner_connector={builder}"]
     config = load_config(REPO / "configs" / "mappo_simple_spread.yaml", overrides)

@@ -89,9 +89,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> None:
-    from marl.config import build_config, read_config_file
+    from marl.experiment import build_config, read_config_file
     from marl.errors import ConfigError
-    from marl.training.resources import precheck_raw_resources
+    from marl.rllib.resources import precheck_raw_resources
 
     if args.resume:
         if args.config or args.overrides:
@@ -144,7 +144,7 @@ def _init(args) -> None:
 
     from marl.config import apply_overrides
     from marl.errors import ConfigError
-    from marl.templates import template_yaml
+    from marl.experiment.templates import template_yaml
 
     kwargs = apply_overrides({}, args.overrides)
     text = template_yaml(args.algorithm, args.scenario, kwargs)
@@ -157,7 +157,7 @@ def _init(args) -> None:
 
 
 def _configs(args) -> None:
-    from marl.templates import describe_shipped
+    from marl.experiment.shipped import describe_shipped
 
     for line in describe_shipped():
         print(line)
@@ -207,7 +207,7 @@ def _check_scenario(args) -> int:
 
 
 def _algorithms(args) -> None:
-    from marl.registry import ALGORITHMS
+    from marl.experiment.registry import ALGORITHMS
 
     for name, entry in ALGORITHMS.items():
         cls = entry.config_class

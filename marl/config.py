@@ -23,12 +23,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
 from marl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+    from ray.rllib.core.learner.learner import Learner
 
 
 class StrictModel(BaseModel):
@@ -128,7 +133,7 @@ class ResourcesConfig(StrictModel):
     """RLlib EnvRunner actors sampling in parallel (0 samples in the driver). `auto`: as many
     as the cluster's CPUs host at `num_cpus_per_env_runner` each, one CPU left for the driver
     (and remote learners' CPUs); at least 0. Checked before anything is built: a request that
-    does not fit fails with one line (marl/training/resources.py)."""
+    does not fit fails with one line (marl/rllib/resources.py)."""
     num_envs_per_env_runner: int = Field(4, ge=1)
     """Scenario copies each EnvRunner steps in turn (amortises per-call overhead)."""
     rollout_fragment_length: int | Literal["auto"] = "auto"
@@ -189,6 +194,64 @@ class CheckpointConfig(StrictModel):
     """How many of the newest checkpoints to keep on disk."""
 
 
+class AlgorithmSettings(StrictModel):
+    """The contract of an algorithm's `training` section: its typed hyperparameters (one field,
+    one docstring each, in the algorithm's config.py), what it can train on (the capability
+    flags below, which tests parametrize over), the checks that need the whole experiment, and
+    the builder of the RLlib config that trains it.
+
+    Frozen: the validated settings are handed as they are to the algorithm's RLlib Learner
+    (`marl.algorithms.common.learner_settings`), so what the learner reads is what was checked.
+    RLlib, torch and the learners are imported inside the methods that build the RLlib config:
+    validating a config (the first thing `marl train` does) must not wait for them.
+    """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+    @classmethod
+    @abstractmethod
+    def learner_class(cls) -> type[Learner]:
+        """The RLlib Learner that computes this algorithm's loss."""
+
+    @abstractmethod
+    def to_rllib(self, experiment: ExperimentConfig, *, num_gpus_per_learner: float) -> AlgorithmConfig:
+        """The RLlib AlgorithmConfig that trains `experiment` (probes the scenario's spaces)."""
+
+    @classmethod
+    def has_centralized_critic(cls) -> bool:
+        """Whether the algorithm's critic sees the global state (by default)."""
+        return False
+
+    def uses_centralized_critic(self) -> bool:
+        """Whether this config's critic sees the global state (an instance may differ from the default)."""
+        return self.has_centralized_critic()
+
+    @classmethod
+    def supports_discrete_actions(cls) -> bool:
+        return True
+
+    @classmethod
+    def supports_continuous_actions(cls) -> bool:
+        return True
+
+    @classmethod
+    def supports_image_encoder(cls) -> bool:
+        """Whether its networks read image observations with a convolutional encoder (`model.encoder`)."""
+        return False
+
+    @classmethod
+    def supports_backend(cls, backend: str) -> bool:
+        """Whether the env runners of `scenario.backend` can sample this algorithm's module."""
+        return True
+
+    def check_compatible(self, experiment: ExperimentConfig) -> None:
+        """Checks that need the whole experiment but not the scenario; raise ConfigError in one line."""
+
+    def budget_warnings(self, experiment: ExperimentConfig, *, max_iterations: int | None = None) -> list[str]:
+        """What this run's budget cannot do, said before it starts."""
+        return []
+
+
 class ExperimentConfig(StrictModel):
     algorithm: str
     """Algorithm name from the registry (`marl algorithms` lists them: `ippo`, `mappo`, `dpo`, `maddpg`)."""
@@ -198,8 +261,9 @@ class ExperimentConfig(StrictModel):
     """How agents map to policies (parameter sharing)."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     """Network sizes."""
-    training: Any = None
-    """The algorithm's hyperparameters; validated against the algorithm's config class."""
+    training: SerializeAsAny[AlgorithmSettings] | None = None
+    """The algorithm's hyperparameters, validated against the algorithm's own settings class
+    (`marl.experiment.build_config` picks it from the registry)."""
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     """Env runners, learners and GPUs."""
     stop: StopConfig
@@ -216,36 +280,9 @@ class ExperimentConfig(StrictModel):
     grouped by name prefix (the name without a trailing `_<number>`: `adversary_0`,
     `adversary_1` -> `adversary`)."""
 
-    @field_validator("algorithm")
-    @classmethod
-    def _known_algorithm(cls, name: str) -> str:
-        from marl.registry import ALGORITHMS
-
-        if name not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}")
-        return name
-
     @property
     def run_name(self) -> str:
         return self.name or f"{self.algorithm}_{self.scenario.name.replace(':', '_').replace('.', '_')}"
-
-
-def assign_agents(agents: list[str], groups: dict[str, list[str]], *, key: str, noun: str) -> dict[str, str]:
-    """agent -> its group, checked: every group member is a scenario agent and every agent is in
-    exactly one group. `key` names the config entry in errors (`policies.groups`, `teams`),
-    `noun` what a group is called there."""
-    assigned: dict[str, str] = {}
-    for group, members in groups.items():
-        for agent in members:
-            if agent not in agents:
-                raise ConfigError(f"{key}.{group}: unknown agent {agent!r}; the scenario's agents are {agents}")
-            if agent in assigned:
-                raise ConfigError(f"{key}: agent {agent!r} is in both {assigned[agent]!r} and {group!r}")
-            assigned[agent] = group
-    missing = [agent for agent in agents if agent not in assigned]
-    if missing:
-        raise ConfigError(f"{key}: agents {missing} are in no {noun}; add them to one")
-    return assigned
 
 
 # What to write when a required section or key is missing: the fix, not just the problem.
@@ -286,7 +323,7 @@ def _key_path(loc: tuple) -> tuple:
     return tuple(part for part in loc if not (isinstance(part, str) and _UNION_MEMBER.match(part)))
 
 
-def _describe(error: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+def describe_validation_error(error: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
     """The first pydantic error as 'key.path: problem; fix' (a union's alternatives joined by 'or')."""
     errors = error.errors()
     first = errors[0]
@@ -303,38 +340,6 @@ def _describe(error: ValidationError, model: type[BaseModel], prefix: str = "") 
         return f"{where}: required key is missing; " + _MISSING_EXAMPLES.get(where, "add it to the config")
     alternatives = list(dict.fromkeys(e["msg"] for e in errors if _key_path(e["loc"]) == loc))
     return f"{where}: {' or '.join(alternatives)} (got {first.get('input')!r})"
-
-
-def build_config(raw: dict[str, Any]) -> ExperimentConfig:
-    """Validate a plain dict into an ExperimentConfig (training section included)."""
-    from marl.registry import ALGORITHMS
-
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config must be a mapping of sections, got {type(raw).__name__}")
-    raw = dict(raw)
-    training_raw = raw.pop("training", None) or {}
-    try:
-        config = ExperimentConfig.model_validate(raw)
-    except ValidationError as error:
-        raise ConfigError(_describe(error, ExperimentConfig)) from None
-    training_class = ALGORITHMS[config.algorithm].config_class
-    if not isinstance(training_raw, dict):
-        raise ConfigError(f"training: must be a mapping, got {type(training_raw).__name__}")
-    try:
-        training = training_class.model_validate(training_raw)
-    except ValidationError as error:
-        raise ConfigError(_describe(error, training_class, prefix="training.")) from None
-    config.training = training
-    if config.model.encoder == "cnn" and not training.supports_image_encoder():
-        raise ConfigError(
-            f"model.encoder: {config.algorithm} has no convolutional encoder (ippo, mappo and dpo do); use model.encoder: "
-            "auto, and shrink image observations with SuperSuit wrappers (README, 'Writing a scenario')"
-        )
-    from marl.envs.registry import resolve_factory
-
-    resolve_factory(config.scenario.name)  # an unknown scenario is a one-line error now, not after Ray's import
-    training.check_compatible(config)
-    return config
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -366,28 +371,6 @@ def _parse_value(text: str) -> Any:
     return value
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment file, apply dotted overrides and validate it."""
-    return build_config(read_config_file(path, overrides))
-
-
-def read_config_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """A YAML experiment file (or a shipped config by name) as a plain dict with dotted
-    overrides applied, not yet validated."""
-    from marl.templates import find_config
-
-    path = find_config(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (algorithm, scenario, ...)")
-    return apply_overrides(raw, overrides or [])
-
-
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """The resolved config as plain data (what a run directory stores)."""
-    data = config.model_dump(mode="json")
-    data["training"] = config.training.model_dump(mode="json")
-    return data
+    return config.model_dump(mode="json")

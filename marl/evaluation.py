@@ -34,7 +34,7 @@ from marl.envs.adapter import PettingZooMultiAgentEnv
 from marl.envs.metrics import metrics_for, wants_benchmark_data
 from marl.errors import ConfigError
 
-from marl.teams import teams_of
+from marl.core.agents import teams_of
 from marl.training.checkpoints import read_meta, resolve_checkpoint
 
 RL_MODULE_PATH = Path("learner_group") / "learner" / "rl_module"

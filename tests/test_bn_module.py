@@ -13,7 +13,7 @@ from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from marl.algorithms.bn.module import ADJACENCY, AGENT_LOGP, DENSITY, SEEN_PARENT_ACTIONS
-from marl.config import load_config
+from marl.experiment import load_config
 from marl.envs.team import TEAM
 from marl.errors import ConfigError
 from marl.evaluation import one_torch_thread

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from marl.cli import main
-from marl.config import load_config
+from marl.experiment import load_config
 from marl.evaluation import evaluate, one_torch_thread
 from marl.training.checkpoints import latest_checkpoint, read_meta
 from marl.training.runner import train

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marl.config import load_config
+from marl.experiment import load_config
 from marl.training.checkpoints import latest_checkpoint, read_meta
 from marl.training.runner import env_runner_nodes, train
 from marl.training.sweep import sweep

@@ -13,7 +13,7 @@ import ray.autoscaler
 import yaml
 
 from marl.cli import _parser
-from marl.config import load_config
+from marl.experiment import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "configs" / "cluster"

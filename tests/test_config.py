@@ -9,12 +9,15 @@ import gymnasium as gym
 import pytest
 import yaml
 
-from marl.algorithms.common import AgentToPolicy, policy_mapping, probe_scenario
-from marl.config import ExperimentConfig, apply_overrides, build_config, config_to_dict, load_config
+from marl.algorithms.common import policy_mapping, probe_scenario
+
+from marl.core.agents import AgentToPolicy
+from marl.config import ExperimentConfig, apply_overrides, config_to_dict
+from marl.experiment import build_config, load_config
 from marl.envs import resolve_factory
 from marl.envs.wrappers import parse_wrappers
 from marl.errors import ConfigError
-from marl.registry import ALGORITHMS
+from marl.experiment.registry import ALGORITHMS
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted([*REPO.glob("configs/*.yaml"), *REPO.glob("configs/*.yml")])

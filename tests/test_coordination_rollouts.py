@@ -27,7 +27,7 @@ from coordination.rollouts import (
     paired_returns,
     save_rollouts,
 )
-from marl.config import load_config
+from marl.experiment import load_config
 from marl.evaluation import CheckpointPolicies, evaluate
 from marl.training.checkpoints import latest_checkpoint
 from marl.training.runner import train

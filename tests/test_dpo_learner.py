@@ -16,7 +16,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from marl.algorithms.dpo.learner import COEFFICIENTS_STATE_KEY
 from marl.algorithms.dpo.losses import dpo_policy_terms
 from marl.algorithms.ppo.losses import value_loss
-from marl.config import load_config
+from marl.experiment import load_config
 from tests.test_training import REPO
 
 POLICIES = ("speaker_0", "listener_0")

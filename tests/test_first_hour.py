@@ -24,12 +24,13 @@ import pytest
 import yaml
 
 from marl.cli import main
-from marl.config import build_config, load_config
+from marl.experiment import build_config, load_config
 from marl.errors import CheckpointError, ConfigError, ScenarioError
-from marl.registry import ALGORITHMS
+from marl.experiment.registry import ALGORITHMS
 from marl.rllib.partial_returns import PARTIAL_RETURN, PartialReturns
-from marl.teams import teams_of
-from marl.templates import find_config, shipped_configs, template_raw, template_yaml
+from marl.core.agents import teams_of
+from marl.experiment.shipped import find_config, shipped_configs
+from marl.experiment.templates import template_raw, template_yaml
 from marl.training.checkpoints import META_FILE, resolve_checkpoint
 from marl.training.logs import LOG_FILE, RAY_LOGGERS, ray_logs_to_file
 from marl.training.metrics import progress_line
@@ -58,7 +59,7 @@ def test_readme_install_command_brings_what_its_test_command_needs():
 def test_validating_a_config_imports_neither_ray_nor_torch():
     script = (
         "import sys\n"
-        "from marl.config import load_config\n"
+        "from marl.experiment import load_config\n"
         f"load_config({str(SPREAD)!r}, ['training.lr=1e-3'])\n"
         "heavy = [m for m in ('ray', 'torch', 'ray.rllib') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from marl.config import load_config
+from marl.experiment import load_config
 from marl.core.encoders import ConvEncoder, PerAgentEncoder
 from marl.errors import ConfigError
 from tests.test_training import REPO

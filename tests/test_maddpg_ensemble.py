@@ -54,7 +54,6 @@ def test_each_sub_policy_learns_only_from_its_own_rows():
     learner, rllib_config = build_learner(f"training.ensemble_size={K}", *ENSEMBLE_BACKEND)
     module = learner.module["agent_0"].unwrapped()
     assert isinstance(module.actor, ActorEnsemble) and len(module.actor) == K
-    settings = learner.config.learner_config_dict
 
     def actor_grads(rows):
         batch = {key: torch.as_tensor(value) for key, value in joint_train_batch(rows, ["agent_0"]).policy_batches["agent_0"].items()}
@@ -62,7 +61,7 @@ def test_each_sub_policy_learns_only_from_its_own_rows():
         module.zero_grad(set_to_none=True)
         torch.manual_seed(5)  # the same Gumbel noise for both batches
         with torch.no_grad():
-            next_actions = learner.target_actions(joint, settings)
+            next_actions = learner.target_actions(joint)
         MADDPGTorchLearner.agent_terms(module, "agent_0", joint, next_actions, gamma=GAMMA, logits_reg=LOGITS_REG)["actor_loss"].backward()
         return [[p.grad.clone() for p in member.parameters()] for member in module.actor.members]
 

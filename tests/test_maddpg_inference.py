@@ -63,10 +63,9 @@ def test_the_approximations_fit_the_observed_actions_of_a_fixed_batch():
 def target_q_of_agent_0(learner) -> float:
     module = learner.module["agent_0"].unwrapped()
     joint = split_joint_columns(tensor_batch(hand_rows()), AGENTS)
-    settings = learner.config.learner_config_dict
     torch.manual_seed(11)  # the same Gumbel noise every time
     with torch.no_grad():
-        next_actions = learner.target_actions(joint, settings, module)
+        next_actions = learner.target_actions(joint, module)
         terms = MADDPGTorchLearner.agent_terms(module, "agent_0", joint, next_actions, gamma=GAMMA, logits_reg=LOGITS_REG)
     return terms["target_q_mean"].item()
 

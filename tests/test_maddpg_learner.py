@@ -15,7 +15,7 @@ import torch
 
 from marl.algorithms.maddpg.learner import LOGGED_TERMS, MADDPGTorchLearner, joint_train_batch, split_joint_columns
 from marl.algorithms.maddpg.losses import gumbel_softmax
-from marl.config import load_config
+from marl.experiment import load_config
 from tests.test_training import REPO
 
 AGENTS = ["agent_0", "agent_1", "agent_2"]
@@ -121,13 +121,12 @@ def test_a_masked_row_does_not_change_the_absent_agents_losses(learner_and_confi
     rows = hand_rows()
     changed = hand_rows()
     changed["agent_2"]["rewards"][-1] = 1e6  # a row where agent_2 did not act
-    settings = learner.config.learner_config_dict
 
     def terms(r):
         joint = split_joint_columns(tensor_batch(r), AGENTS)
         torch.manual_seed(3)
         with torch.no_grad():
-            next_actions = learner.target_actions(joint, settings)
+            next_actions = learner.target_actions(joint)
             return MADDPGTorchLearner.agent_terms(module, "agent_2", joint, next_actions, gamma=GAMMA, logits_reg=LOGITS_REG)
 
     before, after = terms(rows), terms(changed)
@@ -143,14 +142,13 @@ def test_actor_loss_reaches_the_actor_only_and_critic_loss_the_critic_only(learn
     learner, _ = learner_and_config
     module = learner.module["agent_1"].unwrapped()
     joint = split_joint_columns(tensor_batch(hand_rows()), AGENTS)
-    settings = learner.config.learner_config_dict
     networks = {name: getattr(module, name) for name in ("actor", "critic", "target_actor", "target_critic")}
 
     def backward(term: str) -> dict[str, list]:
         for network in networks.values():
             network.zero_grad(set_to_none=True)
         with torch.no_grad():
-            next_actions = learner.target_actions(joint, settings)
+            next_actions = learner.target_actions(joint)
         terms = MADDPGTorchLearner.agent_terms(module, "agent_1", joint, next_actions, gamma=GAMMA, logits_reg=LOGITS_REG)
         terms[term].backward()
         return {name: _grads(network) for name, network in networks.items()}

@@ -14,8 +14,9 @@ import sys
 import numpy as np
 import pytest
 
+from marl.core.agents import teams_of
 from marl.errors import ConfigError
-from marl.evaluation import EvaluationResult, evaluate, teams_of
+from marl.evaluation import EvaluationResult, evaluate
 from marl.training.runner import train
 from tests.test_training import REPO, _rows, _tiny
 

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from marl.config import load_config
+from marl.experiment import load_config
 from marl.training.runner import train
 from tests.test_training import REPO, tiny_overrides
 

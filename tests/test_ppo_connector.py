@@ -23,7 +23,7 @@ from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
 
-from marl.config import build_config, load_config
+from marl.experiment import build_config, load_config
 from marl.core.gae import reverse_scan, standardize, value_targets
 from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
 from tests.test_training import REPO

@@ -15,7 +15,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from marl.algorithms.ppo.losses import clipped_surrogate, value_loss
-from marl.config import load_config
+from marl.experiment import load_config
 from tests.test_training import REPO
 
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from marl.errors import ConfigError
-from marl.training.resources import resolve_num_gpus_per_learner
+from marl.rllib.resources import resolve_num_gpus_per_learner
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from marl.config import ResourcesConfig
-from marl.training.resources import ClusterCapacity, capacity_line, resolve_num_env_runners
+from marl.rllib.resources import ClusterCapacity, capacity_line, resolve_num_env_runners
 
 REPO = Path(__file__).resolve().parents[1]
 TWO_CORES = ClusterCapacity(2, 0, "this machine")
@@ -114,7 +114,7 @@ def test_cli_rejects_env_runners_the_machine_cannot_host_before_starting_ray(tmp
 
 from types import SimpleNamespace
 
-from marl.training.resources import actor_threads, driver_threads, threads_line
+from marl.rllib.resources import actor_threads, driver_threads, threads_line
 
 
 @pytest.mark.parametrize("requested,cpus,expected", [("auto", 1, 1), ("auto", 0.5, 1), ("auto", 0, 1), ("auto", 3.5, 3), (4, 1, 4)])
@@ -173,8 +173,8 @@ def test_work_never_overrides_an_explicit_gpu_request():
     ],
 )
 def test_auto_gpu_choice_of_shipped_and_large_configs(config_name, overrides, usable, expected):
-    from marl.config import load_config
-    from marl.training.resources import choose_learner_gpus
+    from marl.experiment import load_config
+    from marl.rllib.resources import choose_learner_gpus
 
     config = load_config(REPO / "configs" / f"{config_name}.yaml", overrides)
     gpus, reason = choose_learner_gpus(config, usable)

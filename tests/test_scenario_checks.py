@@ -273,7 +273,7 @@ def test_cli_scenarios_check_rejects_a_malformed_argument(capsys):
 
 
 def test_pettingzoo_backend_gets_the_fault_reporting_runner_callbacks_and_agent_order():
-    from marl.config import load_config
+    from marl.experiment import load_config
     from marl.rllib.faults import FaultReportingEnvRunner, stop_on_fault_after_iteration, stop_on_fault_after_restore
     from marl.rllib.ordering import AgentOrderedEnvToModule
     from tests.test_training import REPO
@@ -291,7 +291,7 @@ def test_pettingzoo_backend_gets_the_fault_reporting_runner_callbacks_and_agent_
 
 
 def test_checks_before_ray_warn_instead_when_the_user_declared_the_scenario_flaky():
-    from marl.config import load_config
+    from marl.experiment import load_config
     from marl.training.runner import checks_before_ray
     from tests.test_training import REPO
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from marl.config import apply_overrides, build_config
+from marl.config import apply_overrides
+
+from marl.experiment import build_config
 from marl.envs.scenario import ScenarioSpec
-from marl.registry import ALGORITHMS
-from marl.templates import template_yaml
+from marl.experiment.registry import ALGORITHMS
+from marl.experiment.templates import template_yaml
 from marl.training.checkpoints import latest_checkpoint
 from marl.training.runner import train
 

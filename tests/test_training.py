@@ -19,9 +19,9 @@ import pytest
 
 from marl.algorithms.common import policy_mapping
 from marl.algorithms.dpo.losses import adapt_coefficient
-from marl.config import build_config, load_config
+from marl.experiment import build_config, load_config
 from marl.evaluation import evaluate
-from marl.registry import ALGORITHMS
+from marl.experiment.registry import ALGORITHMS
 from marl.training.checkpoints import complete_checkpoints, latest_checkpoint, read_meta
 from marl.training.runner import resume, train
 

@@ -23,7 +23,7 @@ from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
-from marl.config import load_config
+from marl.experiment import load_config
 from marl.rllib.episodes import AgentChunk, build_episode_chunk
 from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
 from tests.test_training import REPO

@@ -1,8 +1,12 @@
-"""What every algorithm needs to turn an experiment into an RLlib config.
+"""What every algorithm needs to turn an experiment into an RLlib config, and back in its learner.
 
 Parameter sharing (agents -> policies), the probe of a scenario's spaces, and the
 env-runner / learner / seed settings are the same for every algorithm, so they
 live here once; each algorithm's config.py adds its own hyperparameters.
+
+Across RLlib's boundary the learners get the validated, frozen `training` settings object
+itself (`LearnerSettings`, read with `learner_settings(config)`), not a string-keyed dict:
+a misspelt setting is an AttributeError in the editor, not a KeyError inside a Ray actor.
 """
 
 from __future__ import annotations
@@ -14,27 +18,19 @@ from typing import TYPE_CHECKING
 
 import gymnasium as gym
 
-from marl.config import assign_agents
+from marl.core.agents import AgentToPolicy, assign_agents, invert_mapping, teams_of
 from marl.envs.scenario import ObservationLayout, ScenarioSpec, scenario_env_config
 from marl.errors import ConfigError
+from marl.rllib.resources import actor_threads, learner_cpus
 from marl.rllib.threads import LEARNER_THREADS_KEY, env_runner_threads_callback
-from marl.teams import teams_of
-from marl.training.resources import actor_threads, learner_cpus
 
 if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
-    from marl.config import ExperimentConfig
+    from marl.config import AlgorithmSettings, ExperimentConfig
 
-
-class AgentToPolicy:
-    """RLlib's policy_mapping_fn as a picklable lookup table."""
-
-    def __init__(self, mapping: dict[str, str]):
-        self.mapping = dict(mapping)
-
-    def __call__(self, agent_id, episode=None, **kwargs) -> str:
-        return self.mapping[agent_id]
+# Where the LearnerSettings travel inside RLlib's `AlgorithmConfig.learner_config_dict`.
+LEARNER_SETTINGS_KEY = "marl_learner_settings"
 
 
 def policy_mapping(experiment: ExperimentConfig, agents: list[str]) -> dict[str, str]:
@@ -64,8 +60,37 @@ class ScenarioProbe:
 
     env_config: dict
     agents: list[str]
+    """The RLlib agents (for a joint policy over the team: the one agent `team`)."""
     mapping: dict[str, str]
     policies: dict[str, PolicyInfo]
+    scenario_agents: tuple[str, ...] = ()
+    """The scenario's own agents, in the order the modules see them (the same as `agents`
+    unless the adapter groups them into a team)."""
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    """What an algorithm's RLlib Learner reads beyond RLlib's own AlgorithmConfig."""
+
+    training: AlgorithmSettings
+    """The experiment's validated, frozen `training` section (the algorithm's settings class)."""
+    agents: tuple[str, ...]
+    """The RLlib agents, in the scenario's order (MADDPG's joint batch columns follow it)."""
+    policy_of: dict[str, str]
+    """agent -> the id of the policy (RLModule) that controls it."""
+    stop_env_steps: int
+    """The run's budget (`stop.env_steps`), for schedules over training progress."""
+
+
+def learner_settings(config: AlgorithmConfig) -> LearnerSettings:
+    """The LearnerSettings an algorithm's `to_rllib` put into `config` (a Learner's `self.config`)."""
+    settings = config.learner_config_dict.get(LEARNER_SETTINGS_KEY)
+    if not isinstance(settings, LearnerSettings):
+        raise RuntimeError(
+            "this RLlib config carries no marl learner settings; build it with the algorithm's "
+            "`to_rllib` (ExperimentConfig.training.to_rllib), not by hand"
+        )
+    return settings
 
 
 def probe_scenario(experiment: ExperimentConfig, *, global_state: bool) -> ScenarioProbe:
@@ -103,21 +128,19 @@ def probe_scenario(experiment: ExperimentConfig, *, global_state: bool) -> Scena
             )
     finally:
         env.close()
-    return ScenarioProbe(env_config, raw_agents, mapping, policies)
-
-
-def invert_mapping(mapping: dict[str, str]) -> dict[str, list[str]]:
-    """policy -> its agents, in the mapping's agent order."""
-    inverted: dict[str, list[str]] = {}
-    for agent, policy in mapping.items():
-        inverted.setdefault(policy, []).append(agent)
-    return inverted
+    return ScenarioProbe(env_config, raw_agents, mapping, policies, scenario_agents=tuple(raw_agents))
 
 
 def apply_common_settings(
-    rllib_config: AlgorithmConfig, experiment: ExperimentConfig, probe: ScenarioProbe, *, train_batch_size: int, num_gpus_per_learner: float
+    rllib_config: AlgorithmConfig,
+    experiment: ExperimentConfig,
+    probe: ScenarioProbe,
+    *,
+    training: AlgorithmSettings,
+    train_batch_size: int,
+    num_gpus_per_learner: float,
 ) -> AlgorithmConfig:
-    """Environment, env runners, learners, multi-agent mapping and seed."""
+    """Environment, env runners, learners (with `training` handed to them), multi-agent mapping and seed."""
     from marl.envs.adapter import PettingZooMultiAgentEnv
     from marl.rllib.faults import FaultReportingEnvRunner, stop_on_fault_after_iteration, stop_on_fault_after_restore
     from marl.rllib.ordering import AgentOrderedEnvToModule
@@ -127,7 +150,7 @@ def apply_common_settings(
     if resources.num_env_runners == "auto":
         raise ConfigError(
             "resources.num_env_runners: `auto` is resolved against a Ray cluster; build through marl.training "
-            "(train/sweep), or resolve it first with marl.training.resources.resolve_num_env_runners"
+            "(train/sweep), or resolve it first with marl.rllib.resources.resolve_num_env_runners"
         )
     fragment = resources.rollout_fragment_length
     if fragment == "auto":
@@ -167,7 +190,12 @@ def apply_common_settings(
         .learners(
             num_learners=num_learners,
             num_gpus_per_learner=num_gpus_per_learner,
-            learner_config_dict={LEARNER_THREADS_KEY: learner_threads},
+            learner_config_dict={
+                LEARNER_THREADS_KEY: learner_threads,
+                LEARNER_SETTINGS_KEY: LearnerSettings(
+                    training, tuple(probe.agents), dict(probe.mapping), experiment.stop.env_steps
+                ),
+            },
         )
         .callbacks(on_environment_created=partial(env_runner_threads_callback, threads=runner_threads))
         .multi_agent(policies=list(probe.policies), policy_mapping_fn=AgentToPolicy(probe.mapping))

@@ -5,7 +5,7 @@ machine unless told otherwise. Ray 2.60 sets OMP_NUM_THREADS = floor(num_cpus) (
 in its worker processes, which both honour at start-up, but never in the driver: on a 16-core
 machine the driver's learner ran torch with 16 threads while 14 env runners used the same
 cores. Here every process sets its pools explicitly from `resources.threads`
-(marl/config.py; `auto` = the CPUs Ray reserved for it, marl/training/resources.py):
+(marl/config.py; `auto` = the CPUs Ray reserved for it, marl/rllib/resources.py):
 
 - the driver (and a local learner in it): `limit_threads` from `marl.training.runner.train`;
 - remote env runners: an `on_environment_created` callback (`env_runner_threads_callback`),

@@ -56,7 +56,7 @@ from ray.rllib.utils.metrics import (
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
-from marl.algorithms.common import invert_mapping
+from marl.core.agents import invert_mapping
 from marl.envs.adapter import PettingZooMultiAgentEnv, distinct_seed, layout_observations
 from marl.envs.vectorized import make_vectorized
 from marl.rllib.episodes import build_episode_chunk, slice_agents

@@ -28,17 +28,19 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from marl.config import ExperimentConfig, build_config, config_to_dict
+from marl.config import ExperimentConfig, config_to_dict
+
+from marl.experiment import build_config
 from marl.envs.adapter import ScenarioSpec
 from marl.envs.validation import RENDER_FIX, check_parallel_api, check_scenario_data, image_observation_problem, render_problem
 from marl.errors import CheckpointError, ScenarioFault
 from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint
 from marl.rllib.threads import limit_threads
-from marl.teams import teams_of
+from marl.core.agents import teams_of
 from marl.training.faults import faults_reported, write_fault_report
 from marl.training.logs import LOG_FILE, ray_logs_to_file
 from marl.training.metrics import MetricsWriter, flatten_result, progress_line, returns_text
-from marl.training.resources import (
+from marl.rllib.resources import (
     ClusterCapacity,
     actor_threads,
     capacity_line,

@@ -34,7 +34,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from marl.config import ExperimentConfig, build_config, config_to_dict, load_config
+from marl.config import ExperimentConfig, config_to_dict
+
+from marl.experiment import build_config, load_config
 from marl.errors import ConfigError
 from marl.training.plots import plot_curves
 from marl.training.runner import RUN_DIR_LINE, echo_line, ray_session
@@ -192,7 +194,7 @@ def trial_resources(config: ExperimentConfig, cluster_gpus: float):
     The cluster's GPUs count even for a local learner: the bundle asking for one makes Tune
     start the trial on a node that has it (inside, the runner then finds it on its node).
     """
-    from marl.training.resources import choose_learner_gpus
+    from marl.rllib.resources import choose_learner_gpus
 
     gpus = choose_learner_gpus(config, cluster_gpus)[0]
     rllib_config = config.training.to_rllib(config, num_gpus_per_learner=gpus)
@@ -203,7 +205,7 @@ def trial_env_runners(config: ExperimentConfig, ray) -> ExperimentConfig:
     """A trial's env runners checked against the whole cluster (`auto` resolved), counting
     the driver's CPU that RLlib's placement group holds: one line instead of a trial that
     Tune keeps pending forever."""
-    from marl.training.resources import ClusterCapacity, choose_learner_gpus, resolve_num_env_runners, with_num_env_runners
+    from marl.rllib.resources import ClusterCapacity, choose_learner_gpus, resolve_num_env_runners, with_num_env_runners
 
     total = ray.cluster_resources()
     capacity = ClusterCapacity(total.get("CPU", 0.0), total.get("GPU", 0.0), "the Ray cluster")

@@ -9,9 +9,9 @@ return is the team return summed over agents, as for MAPPO.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, ClassVar, Literal, Union
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
 from marl.algorithms.common import PolicyInfo, ScenarioProbe
 from marl.algorithms.ppo.config import PPOFamilyConfig
@@ -79,8 +79,6 @@ class BNMAPPOConfig(PPOFamilyConfig):
     annealing: AnnealingConfig = Field(default_factory=AnnealingConfig)
     """The sparsity schedule (learned graphs only)."""
 
-    _team_agents: list[str] = PrivateAttr(default_factory=list)
-
     @classmethod
     def learner_class(cls) -> type[Learner]:
         from marl.algorithms.bn.learner import BNMAPPOTorchLearner
@@ -116,13 +114,6 @@ class BNMAPPOConfig(PPOFamilyConfig):
             env.close()
             fixed_adjacency([list(edge) for edge in self.dag], agents)
 
-    def learner_settings(self) -> dict[str, Any]:
-        return {
-            **super().learner_settings(),
-            "learned_graph": self.dag == "learned",
-            "sparsity_schedule": self.annealing.model_dump(),
-        }
-
     def probe(self, experiment: ExperimentConfig) -> ScenarioProbe:
         """The team as one agent "team" (marl/envs/team.py)."""
         from marl.envs.team import TEAM, TeamMultiAgentEnv
@@ -135,7 +126,7 @@ class BNMAPPOConfig(PPOFamilyConfig):
         env = TeamMultiAgentEnv(env_config)
         try:
             layout = env.layout
-            self._team_agents = list(env.team_agents)
+            team_agents = tuple(env.team_agents)
             info = PolicyInfo(
                 TEAM,
                 (TEAM,),
@@ -145,20 +136,21 @@ class BNMAPPOConfig(PPOFamilyConfig):
             )
         finally:
             env.close()
-        return ScenarioProbe(env_config, [TEAM], {TEAM: TEAM}, {TEAM: info})
+        return ScenarioProbe(env_config, [TEAM], {TEAM: TEAM}, {TEAM: info}, scenario_agents=team_agents)
 
-    def module_spec(self, info: PolicyInfo, experiment: ExperimentConfig) -> RLModuleSpec:
+    def module_spec(self, info: PolicyInfo, experiment: ExperimentConfig, probe: ScenarioProbe) -> RLModuleSpec:
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
         from marl.algorithms.bn.dag import fixed_adjacency
         from marl.algorithms.bn.module import BNModule
 
-        n = len(self._team_agents)
+        team_agents = list(probe.scenario_agents)
+        n = len(team_agents)
         graph = "learned" if self.dag == "learned" else "fixed"
         fixed = None
         if graph == "fixed":
             dag = self.dag if isinstance(self.dag, str) else [list(edge) for edge in self.dag]
-            fixed = fixed_adjacency(dag, self._team_agents).tolist()
+            fixed = fixed_adjacency(dag, team_agents).tolist()
         return RLModuleSpec(
             module_class=BNModule,
             observation_space=info.observation_space,
@@ -182,5 +174,4 @@ class BNMAPPOConfig(PPOFamilyConfig):
         from marl.envs.team import TeamMultiAgentEnv
 
         config = super().to_rllib(experiment, num_gpus_per_learner=num_gpus_per_learner)
-        settings = {**config.learner_config_dict, "stop_env_steps": experiment.stop.env_steps}
-        return config.environment(env=TeamMultiAgentEnv).learners(learner_config_dict=settings)
+        return config.environment(env=TeamMultiAgentEnv)

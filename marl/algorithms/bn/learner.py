@@ -25,8 +25,9 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from marl.algorithms.bn.dag import SparsitySchedule, batched_depths
+from marl.algorithms.bn.dag import batched_depths
 from marl.algorithms.bn.module import ADJACENCY, AGENT_LOGP, DENSITY
+from marl.algorithms.common import learner_settings
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
 from marl.algorithms.ppo.losses import MaskedMean, clipped_surrogate, masked_mean_fn
 
@@ -36,17 +37,17 @@ class BNMAPPOTorchLearner(PPOFamilyTorchLearner):
 
     def build(self) -> None:
         super().build()
-        settings = self.config.learner_config_dict
-        self.schedule = SparsitySchedule(**settings["sparsity_schedule"])
+        training = learner_settings(self.config).training
+        self.schedule = training.annealing.schedule()
+        self.learned_graph = training.dag == "learned"
         self.progress = 0.0
 
     def before_gradient_based_update(self, *, timesteps) -> None:
         super().before_gradient_based_update(timesteps=timesteps)
-        stop = self.config.learner_config_dict["stop_env_steps"]
+        stop = learner_settings(self.config).stop_env_steps
         self.progress = min(1.0, timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0) / stop)
 
     def policy_loss(self, *, module_id, config, batch, fwd_out, dist, mean: MaskedMean) -> dict[str, torch.Tensor]:
-        settings = config.learner_config_dict
         logp = fwd_out[AGENT_LOGP]  # (B, n)
         mask = batch.get(Columns.LOSS_MASK)
         per_agent_mean = masked_mean_fn(mask.unsqueeze(-1).expand_as(logp) if mask is not None else None)
@@ -55,7 +56,7 @@ class BNMAPPOTorchLearner(PPOFamilyTorchLearner):
 
         density = fwd_out[DENSITY]
         tau, alpha = self.schedule.tau(self.progress), self.schedule.alpha(self.progress)
-        if settings["learned_graph"]:
+        if self.learned_graph:
             penalty = alpha * mean((density - tau).abs())  # dag.sparsity_penalty, over unmasked rows
         else:
             penalty = torch.zeros((), device=logp.device)  # a fixed graph has nothing to anneal

@@ -9,7 +9,7 @@ coefficients starting at 1 and clamped to [1e-3, 1e3].
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
@@ -58,14 +58,3 @@ class DPOConfig(ActorCriticConfig):
 
     def uses_centralized_critic(self) -> bool:
         return self.critic == "centralized"
-
-    def learner_settings(self) -> dict[str, Any]:
-        low, high = self.coefficient_bounds
-        return {
-            **super().learner_settings(),
-            "kl_target": self.kl_target,
-            "initial_beta_kl": self.initial_beta_kl,
-            "initial_beta_sqrt_kl": self.initial_beta_sqrt_kl,
-            "coefficient_bounds": (low, high),
-            "shared_coefficients": self.shared_coefficients,
-        }

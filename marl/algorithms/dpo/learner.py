@@ -30,6 +30,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
 
+from marl.algorithms.common import learner_settings
 from marl.algorithms.dpo.losses import adapt_coefficient, dpo_policy_terms
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
 from marl.algorithms.ppo.losses import MaskedMean
@@ -44,12 +45,12 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
 
     def build(self) -> None:
         super().build()
-        settings = self.config.learner_config_dict
+        training = learner_settings(self.config).training
         self.beta_kl_per_module: dict[str, torch.Tensor] = LambdaDefaultDict(
-            lambda module_id: self._get_tensor_variable(float(settings["initial_beta_kl"]))
+            lambda module_id: self._get_tensor_variable(training.initial_beta_kl)
         )
         self.beta_sqrt_kl_per_module: dict[str, torch.Tensor] = LambdaDefaultDict(
-            lambda module_id: self._get_tensor_variable(float(settings["initial_beta_sqrt_kl"]))
+            lambda module_id: self._get_tensor_variable(training.initial_beta_sqrt_kl)
         )
         # The iteration's measured divergences: our own accumulator of per-minibatch
         # means, a tensor [sum KL, sum sqrt-KL, minibatches] per module, reset after
@@ -88,10 +89,10 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
         self._divergence_sums.clear()
         if not measured:
             return
-        settings = self.config.learner_config_dict
-        target = settings["kl_target"]
-        low, high = settings["coefficient_bounds"]
-        if settings["shared_coefficients"]:
+        training = learner_settings(self.config).training
+        target = training.kl_target
+        low, high = training.coefficient_bounds
+        if training.shared_coefficients:
             # One pair for all policies, driven by the mean over policies.
             mean_kl = sum(kl for kl, _ in measured.values()) / len(measured)
             mean_sqrt_kl = sum(sqrt_kl for _, sqrt_kl in measured.values()) / len(measured)

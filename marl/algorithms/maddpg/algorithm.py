@@ -38,6 +38,7 @@ from ray.rllib.utils.metrics import (
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
 )
 
+from marl.algorithms.common import learner_settings
 from marl.algorithms.maddpg.learner import MADDPGTorchLearner, joint_train_batch, joint_train_batch_per_module
 from marl.algorithms.maddpg.module import MADDPGModule
 from marl.algorithms.maddpg.replay import JointReplayBuffer, action_vector_dim, concat_rows, make_action_to_vector
@@ -105,7 +106,7 @@ class MADDPG(Algorithm):
             with_subpolicy=self.config.ensemble_size > 1,
         )
         self._action_to_vector = make_action_to_vector(self.config.joint_action_spaces)
-        self._module_ids = sorted(set(self.config.learner_config_dict["policy_of"].values()))
+        self._module_ids = sorted(set(learner_settings(self.config).policy_of.values()))
         # The env runners' modules start with weights of their own: from the first step on, act
         # with the actors the learner trains.
         self.env_runner_group.sync_weights(

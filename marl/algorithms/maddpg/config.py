@@ -16,23 +16,25 @@ Box's flat dimensions (mpe2's 5-dim forces in [0, 1]); a general continuous cont
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import gymnasium as gym
 from pydantic import Field
 
 from marl.algorithms.common import ScenarioProbe, apply_common_settings, probe_scenario
-from marl.config import StrictModel
+from marl.config import AlgorithmSettings
 from marl.errors import ConfigError
 
 if TYPE_CHECKING:
+    from ray.rllib.core.learner.learner import Learner
+
     from marl.algorithms.maddpg.algorithm import MADDPGRLlibConfig
     from marl.config import ExperimentConfig
 
 # RLlib and torch are imported inside `to_rllib`, so that validating a config stays fast.
 
 
-class MADDPGConfig(StrictModel):
+class MADDPGConfig(AlgorithmSettings):
     """MADDPG: per agent a deterministic Gumbel-softmax actor mu_i(o_i) and a critic Q_i; joint replay."""
 
     lr_actor: float = Field(1e-2, gt=0)
@@ -80,6 +82,12 @@ class MADDPGConfig(StrictModel):
     """Weight lambda of the approximations' entropy bonus."""
 
     @classmethod
+    def learner_class(cls) -> type[Learner]:
+        from marl.algorithms.maddpg.learner import MADDPGTorchLearner
+
+        return MADDPGTorchLearner
+
+    @classmethod
     def has_centralized_critic(cls) -> bool:
         """Whether the algorithm's critic sees all agents (by default)."""
         return True
@@ -88,17 +96,9 @@ class MADDPGConfig(StrictModel):
         return self.critic == "centralized"
 
     @classmethod
-    def supports_discrete_actions(cls) -> bool:
-        return True
-
-    @classmethod
     def supports_continuous_actions(cls) -> bool:
         """Box actions as mpe2's `continuous_actions=True` gives them (a Gumbel-softmax over the Box's dims)."""
         return True
-
-    @classmethod
-    def supports_image_encoder(cls) -> bool:
-        return False  # MLP actors and critics over flat observations
 
     @classmethod
     def supports_backend(cls, backend: str) -> bool:
@@ -142,7 +142,6 @@ class MADDPGConfig(StrictModel):
 
         from marl.algorithms.maddpg.algorithm import MADDPGRLlibConfig
         from marl.algorithms.maddpg.ensemble import SubPolicyConnectorFactory
-        from marl.algorithms.maddpg.learner import MADDPGTorchLearner
         from marl.algorithms.maddpg.module import MADDPGModule
         from marl.algorithms.maddpg.replay import action_vector_dim
         from marl.rllib.ordering import AgentOrderedEnvToModule
@@ -158,6 +157,7 @@ class MADDPGConfig(StrictModel):
             MADDPGRLlibConfig(),
             experiment,
             probe,
+            training=self,
             train_batch_size=self.env_steps_per_iteration,
             num_gpus_per_learner=num_gpus_per_learner,
         )
@@ -183,7 +183,7 @@ class MADDPGConfig(StrictModel):
                 observation_dims=obs_dims,
                 action_spaces=action_spaces,
             )
-            .learners(learner_class=MADDPGTorchLearner, learner_config_dict=self.learner_settings(agents, probe.mapping))
+            .learners(learner_class=self.learner_class())
             .rl_module(
                 rl_module_spec=MultiRLModuleSpec(
                     rl_module_specs={
@@ -210,18 +210,6 @@ class MADDPGConfig(StrictModel):
                 )
             )
         )
-
-    def learner_settings(self, agents: list[str], mapping: dict[str, str]) -> dict[str, Any]:
-        """Settings RLlib's AlgorithmConfig lacks, for the learner's `config.learner_config_dict`."""
-        return {
-            "agents": list(agents),
-            "policy_of": dict(mapping),
-            "lr_actor": self.lr_actor,
-            "lr_critic": self.lr_critic,
-            "tau": self.tau,
-            "logits_reg": self.logits_reg,
-            "infer_entropy_coeff": self.infer_entropy_coeff,
-        }
 
     def _check_action_spaces(self, probe: ScenarioProbe) -> None:
         for info in probe.policies.values():

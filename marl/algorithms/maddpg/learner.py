@@ -27,9 +27,9 @@ Actor and critic have separate Adam optimizers (lr_actor, lr_critic); RLlib clip
 gradient tensor to `grad_clip` (grad_clip_by="norm"). After each update every module's
 targets move by Polyak averaging with `tau`.
 
-Settings RLlib's AlgorithmConfig lacks arrive through `config.learner_config_dict`:
-agents (the joint order), policy_of (agent -> module id), lr_actor, lr_critic, tau,
-logits_reg, infer_entropy_coeff.
+Settings RLlib's AlgorithmConfig lacks (lr_actor, lr_critic, tau, logits_reg,
+infer_entropy_coeff; the agents' joint order and which module controls each) are read from
+the typed, frozen `LearnerSettings` (`marl.algorithms.common.learner_settings`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
 
+from marl.algorithms.common import learner_settings
 from marl.algorithms.maddpg.losses import (
     actor_loss,
     approximation_loss,
@@ -94,10 +95,10 @@ class MADDPGTorchLearner(TorchLearner):
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
         module = self._module[module_id].unwrapped()
-        settings = config.learner_config_dict
-        networks = [("actor", module.actor, settings["lr_actor"]), ("critic", module.critic, settings["lr_critic"])]
+        training = learner_settings(config).training
+        networks = [("actor", module.actor, training.lr_actor), ("critic", module.critic, training.lr_critic)]
         if hasattr(module, "approx_policies"):
-            networks.append(("approx_policies", module.approx_policies, settings["lr_actor"]))
+            networks.append(("approx_policies", module.approx_policies, training.lr_actor))
         for name, network, lr in networks:
             params = self.get_parameters(network)
             self.register_optimizer(
@@ -106,13 +107,13 @@ class MADDPGTorchLearner(TorchLearner):
 
     # -- the loss --------------------------------------------------------------------
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
-        settings = config.learner_config_dict
+        settings = learner_settings(config)
         module = self.module[module_id].unwrapped()
-        joint = split_joint_columns(batch, settings["agents"])
+        joint = split_joint_columns(batch, settings.agents)
         with torch.no_grad():
-            next_actions = self.target_actions(joint, settings, module)
+            next_actions = self.target_actions(joint, module)
         per_agent = [
-            self.agent_terms(module, agent, joint, next_actions, gamma=config.gamma, logits_reg=settings["logits_reg"])
+            self.agent_terms(module, agent, joint, next_actions, gamma=config.gamma, logits_reg=settings.training.logits_reg)
             for agent in module.agents
         ]
         # A module controlling several agents (parameter sharing) averages their terms.
@@ -120,23 +121,24 @@ class MADDPGTorchLearner(TorchLearner):
         loss = terms["critic_loss"] + terms["actor_loss"]
         logged = {name: terms[name].detach() for name in LOGGED_TERMS}
         if hasattr(module, "approx_policies"):
-            inference = self.approximation_terms(module, joint, entropy_coeff=settings["infer_entropy_coeff"])
+            inference = self.approximation_terms(module, joint, entropy_coeff=settings.training.infer_entropy_coeff)
             loss = loss + inference["approx_loss"]
             logged.update({name: inference[name].detach() for name in INFERENCE_TERMS})
         log_terms(self.metrics, logged, key=module_id)
         return loss
 
-    def target_actions(self, joint, settings, module=None) -> dict[str, torch.Tensor]:
+    def target_actions(self, joint, module=None) -> dict[str, torch.Tensor]:
         """a'_j for every agent j, zero where j did not act: gumbel_softmax(mu'_j(o'_j)), or, where
         `module` infers j's policy, gumbel_softmax(mu^'_j(o'_j)) from its own approximation."""
+        settings = learner_settings(self.config)
         actions = {}
         subpolicies = joint.get(SUBPOLICY, {})
-        for agent in settings["agents"]:
+        for agent in settings.agents:
             next_obs = joint["next_obs"][agent]
             if module is not None and module.infers(agent):
                 vector = module.action_vector(module.target_approx_policies[agent](next_obs))
             else:
-                owner = self.module[settings["policy_of"][agent]].unwrapped()
+                owner = self.module[settings.policy_of[agent]].unwrapped()
                 vector = owner.action_vector(owner.actor_logits(next_obs, subpolicies.get(agent), target=True))
             actions[agent] = vector * joint["mask"][agent].unsqueeze(-1)
         return actions
@@ -180,7 +182,7 @@ class MADDPGTorchLearner(TorchLearner):
     # -- after the gradient step -----------------------------------------------------
     def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().after_gradient_based_update(timesteps=timesteps)
-        tau = self.config.learner_config_dict["tau"]
+        tau = learner_settings(self.config).training.tau
         for module_id in self.module.keys():
             module = self.module[module_id].unwrapped()
             polyak_update(module.target_actor, module.actor, tau)

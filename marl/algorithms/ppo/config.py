@@ -15,7 +15,7 @@ import gymnasium as gym
 from pydantic import Field
 
 from marl.algorithms.common import PolicyInfo, ScenarioProbe, apply_common_settings, probe_scenario
-from marl.config import StrictModel
+from marl.config import AlgorithmSettings
 from marl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,15 +29,14 @@ if TYPE_CHECKING:
 # validating a config (the first thing `marl train` does) must not wait for them.
 
 
-class ActorCriticConfig(StrictModel):
+class ActorCriticConfig(AlgorithmSettings):
     """What every on-policy actor-critic on ActorCriticModule shares (IPPO, MAPPO, DPO):
     the hyperparameters below and the RLlib builder `to_rllib`.
 
-    Subclasses pick their learner with `learner_class` and add settings through
-    `learner_settings()` (the learner's `config.learner_config_dict`) and
-    `rllib_training_settings()` (extra `PPOConfig.training` arguments); an algorithm
-    with other modules or another view of the scenario overrides `probe()` and
-    `module_spec()` (BN-MAPPO).
+    Subclasses pick their learner with `learner_class` (which reads these settings, frozen,
+    through `marl.algorithms.common.learner_settings`) and add `rllib_training_settings()`
+    (extra `PPOConfig.training` arguments); an algorithm with other modules or another view
+    of the scenario overrides `probe()` and `module_spec()` (BN-MAPPO).
     """
 
     lr: float = Field(7e-4, gt=0)
@@ -80,21 +79,7 @@ class ActorCriticConfig(StrictModel):
         return PPOFamilyTorchLearner
 
     @classmethod
-    def has_centralized_critic(cls) -> bool:
-        """Whether the algorithm's critic sees the global state (by default)."""
-        return False
-
-    def uses_centralized_critic(self) -> bool:
-        """Whether this config's critic sees the global state (an instance may differ from the default)."""
-        return self.has_centralized_critic()
-
-    @classmethod
-    def supports_continuous_actions(cls) -> bool:
-        return True
-
-    @classmethod
     def supports_image_encoder(cls) -> bool:
-        """Whether its networks read image observations with a convolutional encoder (`model.encoder`)."""
         return True
 
     def uses_image_encoder(self, info: PolicyInfo, experiment: ExperimentConfig) -> bool:
@@ -104,27 +89,10 @@ class ActorCriticConfig(StrictModel):
         encoder = experiment.model.encoder
         return encoder == "cnn" or (encoder == "auto" and self.supports_image_encoder() and is_image(info.layout.obs_shape))
 
-    @classmethod
-    def supports_discrete_actions(cls) -> bool:
-        return True
-
-    @classmethod
-    def supports_backend(cls, backend: str) -> bool:
-        """Whether the env runners of `scenario.backend` can sample this algorithm's module."""
-        return True
-
     def check_compatible(self, experiment: ExperimentConfig) -> None:
         """Checks that need the whole experiment but not the scenario."""
         if self.train_batch_size < self.num_minibatches:
             raise ConfigError("training.num_minibatches: more minibatches than env steps in training.train_batch_size")
-
-    def budget_warnings(self, experiment: ExperimentConfig, *, max_iterations: int | None = None) -> list[str]:
-        """What this run's budget cannot do, said before it starts (every iteration of PPO updates)."""
-        return []
-
-    def learner_settings(self) -> dict[str, Any]:
-        """Settings RLlib's PPOConfig lacks, for the learner's `config.learner_config_dict`."""
-        return {"huber_delta": self.huber_delta, "value_clip_param": self.value_clip_param}
 
     def rllib_training_settings(self) -> dict[str, Any]:
         """Extra keyword arguments for RLlib's `PPOConfig.training`."""
@@ -170,8 +138,8 @@ class ActorCriticConfig(StrictModel):
                 "(and give every agent frames of one shape)"
             )
 
-    def module_spec(self, info: PolicyInfo, experiment: ExperimentConfig) -> RLModuleSpec:
-        """The RLModule of one policy."""
+    def module_spec(self, info: PolicyInfo, experiment: ExperimentConfig, probe: ScenarioProbe) -> RLModuleSpec:
+        """The RLModule of one policy (`probe`: the scenario as `probe()` saw it)."""
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
         from marl.algorithms.ppo.module import ActorCriticModule
@@ -217,6 +185,7 @@ class ActorCriticConfig(StrictModel):
             PPOFamilyRLlibConfig(),
             experiment,
             probe,
+            training=self,
             train_batch_size=self.train_batch_size,
             num_gpus_per_learner=num_gpus_per_learner,
         )
@@ -235,11 +204,10 @@ class ActorCriticConfig(StrictModel):
             **self.rllib_training_settings(),
         ).learners(
             learner_class=self.learner_class(),
-            learner_config_dict=self.learner_settings(),
             **self._learner_connector_settings(),
         ).rl_module(
             rl_module_spec=MultiRLModuleSpec(
-                rl_module_specs={policy_id: self.module_spec(info, experiment) for policy_id, info in probe.policies.items()}
+                rl_module_specs={policy_id: self.module_spec(info, experiment, probe) for policy_id, info in probe.policies.items()}
             )
         )
 

@@ -3,7 +3,8 @@
 Subclasses RLlib's PPOTorchLearner (its GAE connector, schedules, optimizer) and
 replaces only the loss with marl.algorithms.ppo.losses: Huber value loss with
 value clipping and value normalisation, as in MAPPO's reference implementation.
-Settings RLlib's PPOConfig lacks arrive through `config.learner_config_dict`.
+Settings RLlib's PPOConfig lacks are read from the typed, frozen `training` settings
+(`marl.algorithms.common.learner_settings`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
+from marl.algorithms.common import learner_settings
 from marl.algorithms.ppo.losses import MaskedMean, clipped_surrogate, explained_variance, masked_mean_fn, value_loss
 from marl.rllib.metrics import log_terms
 from marl.rllib.threads import limit_learner_threads
@@ -53,7 +55,7 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         module = self.module[module_id].unwrapped()
-        settings = config.learner_config_dict
+        training = learner_settings(config).training
         mask = batch.get(Columns.LOSS_MASK)
         mean = masked_mean_fn(mask.float() if mask is not None else None)
 
@@ -76,8 +78,8 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
             old_values,
             targets,
             mean,
-            huber_delta=settings["huber_delta"],
-            clip_param=settings["value_clip_param"],
+            huber_delta=training.huber_delta,
+            clip_param=training.value_clip_param,
         )
         entropy_coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
         total_loss = policy["pg_loss"] + config.vf_loss_coeff * vf_loss - entropy_coeff * entropy
