@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from marl.envs.adapter import ScenarioSpec
+from marl.envs.scenario import ScenarioSpec
 from marl.training.runner import load_run_config
 
 GRAPH_COLUMNS = ("edge_density", "dag_depth", "tau", "alpha", "sparsity_penalty")

@@ -166,7 +166,7 @@ def _configs(args) -> None:
 def _scenarios(args) -> int | None:
     if args.scenarios_command == "check":
         return _check_scenario(args)
-    from marl.envs.adapter import ScenarioSpec
+    from marl.envs.scenario import ScenarioSpec
     from marl.envs.registry import known_scenarios
     from marl.envs.vectorized import vectorized_factory
 

@@ -22,7 +22,6 @@ names the key.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 

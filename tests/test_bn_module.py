@@ -17,7 +17,7 @@ from marl.experiment import load_config
 from marl.envs.team import TEAM
 from marl.errors import ConfigError
 from marl.evaluation import one_torch_thread
-from tests.test_training import REPO
+from tests.conftest import REPO, local_learner
 
 N = 5
 
@@ -105,7 +105,7 @@ def test_aloha_rollout_with_a_user_given_graph():
 
 @pytest.mark.parametrize("bootstrap", [False, True])
 def test_team_env_lays_out_every_agent_sums_rewards_and_keeps_the_time_limit_convention(bootstrap):
-    from marl.envs.adapter import ScenarioSpec, scenario_env_config
+    from marl.envs.scenario import ScenarioSpec, scenario_env_config
     from marl.envs.team import TeamMultiAgentEnv
 
     spec = ScenarioSpec("coordination_game", {"n_agents": 3, "max_cycles": 2, "flip_prob": 0.0}, bootstrap_at_time_limit=bootstrap)
@@ -124,7 +124,7 @@ def test_team_env_lays_out_every_agent_sums_rewards_and_keeps_the_time_limit_con
 
 def test_team_env_keeps_an_agent_that_left_as_zeros_without_its_action_or_reward():
     """Agents that die (killed knights, fallen walkers) stay in the team vector, as in SMAC."""
-    from marl.envs.adapter import ScenarioSpec, scenario_env_config
+    from marl.envs.scenario import ScenarioSpec, scenario_env_config
     from marl.envs.team import TeamMultiAgentEnv
 
     spec = ScenarioSpec("tests.scenarios_for_tests:leaving_agents_env")  # a1 leaves at step 2, the rest truncate at 5
@@ -210,8 +210,7 @@ def test_empty_dag_is_mappos_policy_input_and_decentralised_execution_ignores_th
 def test_learner_loss_is_the_per_agent_surrogate_plus_the_sparsity_penalty():
     experiment = _experiment("stop.env_steps=1000")
     rllib_config = experiment.training.to_rllib(experiment, num_gpus_per_learner=0)
-    spec = rllib_config.rl_module_spec.rl_module_specs[TEAM]
-    learner = rllib_config.build_learner(spaces={TEAM: (spec.observation_space, spec.action_space)})
+    learner = local_learner(rllib_config)
     learner.progress = 0.85  # tau = 0, alpha = 0.525 under the default schedule
     module = learner.module[TEAM].unwrapped()
     rows = 8

@@ -15,7 +15,7 @@ from marl.experiment import load_config
 from marl.evaluation import evaluate, one_torch_thread
 from marl.training.checkpoints import latest_checkpoint, read_meta
 from marl.training.runner import train
-from tests.test_training import REPO
+from tests.conftest import REPO
 
 TINY = [
     "resources.num_env_runners=0",

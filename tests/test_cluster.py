@@ -23,8 +23,8 @@ from marl.experiment import load_config
 from marl.training.checkpoints import latest_checkpoint, read_meta
 from marl.training.runner import env_runner_nodes, train
 from marl.training.sweep import sweep
+from tests.conftest import REPO, metrics_rows
 
-REPO = Path(__file__).resolve().parents[1]
 SPREAD = REPO / "configs" / "mappo_simple_spread.yaml"
 # 200 env steps per iteration on RLlib's stock env runner.
 TINY = [
@@ -50,11 +50,6 @@ def cluster():
         cluster.shutdown()
 
 
-def _rows(run_dir: Path) -> list[dict]:
-    with (run_dir / "metrics.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_env_runners_spread_over_nodes_and_training_progresses(tmp_path, cluster):
     config = load_config(SPREAD, TINY + ["resources.num_env_runners=2"])
     nodes: list[list[str]] = []
@@ -67,7 +62,7 @@ def test_env_runners_spread_over_nodes_and_training_progresses(tmp_path, cluster
     assert len(nodes[0]) == 2 and len(set(nodes[0])) == 2, f"both env runners on one node: {nodes[0]}"
     assert set(nodes[0]) <= worker_nodes
     assert "env runners on 2 of the cluster's 3 node(s)" in lines
-    rows = _rows(run_dir)
+    rows = metrics_rows(run_dir)
     assert [int(r["iteration"]) for r in rows] == [1, 2]
     assert [int(r["env_steps"]) for r in rows] == [200, 400]
     losses = [float(value) for r in rows for key, value in r.items() if key.endswith("/total_loss")]
@@ -137,7 +132,7 @@ def test_killed_env_runner_is_replaced_while_training_continues(tmp_path, cluste
     assert len(seen) < 12, f"the killed env runner never came back: {[(p, r['env_runners_healthy']) for p, r in seen]}"
     assert last["env_runners_healthy"] == 2 and last_pids[1] == first_pids[1]
     assert any(r["env_runners_healthy"] == 1 for _, r in seen), "the kill went unnoticed: nothing was checked"
-    rows = _rows(run_dir)
+    rows = metrics_rows(run_dir)
     assert [int(r["iteration"]) for r in rows] == list(range(1, len(seen) + 1))
     assert [int(r["env_steps"]) for r in rows] == [200 * (i + 1) for i in range(len(seen))], "every iteration sampled a full batch"
 
@@ -170,7 +165,7 @@ def test_driver_killed_by_sigkill_resumes_from_last_checkpoint(tmp_path, cluster
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resumed from iter_{meta['iteration']:06d} (iteration {meta['iteration']}, {meta['env_steps']:,} env steps)" in resumed.stdout
-    rows = _rows(run_dir)
+    rows = metrics_rows(run_dir)
     assert [int(r["iteration"]) for r in rows] == list(range(1, meta["iteration"] + 2)), "one row per iteration, none twice"
     assert int(rows[-1]["env_steps"]) == meta["env_steps"] + 200
     assert read_meta(latest_checkpoint(run_dir))["iteration"] == meta["iteration"] + 1
@@ -196,7 +191,7 @@ def test_sweep_runs_trials_side_by_side_on_the_cluster(tmp_path, cluster):
     assert {trial["node_id"] for trial in result.trials} == worker_nodes, "each one-CPU trial on its own node"
     for trial, lr in zip(result.trials, (1e-3, 3e-4)):
         run_dir = Path(trial["run_dir"])
-        rows = _rows(run_dir)
+        rows = metrics_rows(run_dir)
         assert [int(r["iteration"]) for r in rows] == [1, 2] and trial["iterations"] == 2
         assert float(rows[-1]["episode_return_mean"]) == pytest.approx(trial["final_return"])
         assert yaml.safe_load((run_dir / "config.yaml").read_text())["training"]["lr"] == lr
@@ -215,4 +210,4 @@ def test_local_learner_stays_on_cpu_when_the_gpu_is_on_another_node(tmp_path, cl
     finally:
         cluster.remove_node(gpu_node)
     assert any("learner on CPU" in line for line in lines), lines
-    assert [int(r["iteration"]) for r in _rows(run_dir)] == [1]
+    assert [int(r["iteration"]) for r in metrics_rows(run_dir)] == [1]

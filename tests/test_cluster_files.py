@@ -14,8 +14,8 @@ import yaml
 
 from marl.cli import _parser
 from marl.experiment import load_config
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "configs" / "cluster"
 
 

@@ -18,8 +18,8 @@ from marl.envs import resolve_factory
 from marl.envs.wrappers import parse_wrappers
 from marl.errors import ConfigError
 from marl.experiment.registry import ALGORITHMS
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted([*REPO.glob("configs/*.yaml"), *REPO.glob("configs/*.yml")])
 MAPPO_SPREAD = REPO / "configs" / "mappo_simple_spread.yaml"
 

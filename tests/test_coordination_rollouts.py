@@ -31,7 +31,7 @@ from marl.experiment import load_config
 from marl.evaluation import CheckpointPolicies, evaluate
 from marl.training.checkpoints import latest_checkpoint
 from marl.training.runner import train
-from tests.test_training import REPO, tiny_overrides
+from tests.conftest import REPO, tiny_overrides
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 AGENTS = "{'agent_0', 'agent_1', 'agent_2'}"
 TIMING = {"time_total_s", "steps_per_s"}  # wall-clock, the only columns allowed to differ
 

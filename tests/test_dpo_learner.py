@@ -17,7 +17,7 @@ from marl.algorithms.dpo.learner import COEFFICIENTS_STATE_KEY
 from marl.algorithms.dpo.losses import dpo_policy_terms
 from marl.algorithms.ppo.losses import value_loss
 from marl.experiment import load_config
-from tests.test_training import REPO
+from tests.conftest import REPO, local_learner
 
 POLICIES = ("speaker_0", "listener_0")
 
@@ -28,8 +28,7 @@ def make_learner(*overrides: str):
         ["model.hidden=[16, 16]", "training.value_normalization=false", *overrides],
     )
     rllib_config = config.training.to_rllib(config, num_gpus_per_learner=0)
-    specs = rllib_config.rl_module_spec.rl_module_specs
-    learner = rllib_config.build_learner(spaces={pid: (spec.observation_space, spec.action_space) for pid, spec in specs.items()})
+    learner = local_learner(rllib_config)
     return learner, rllib_config
 
 

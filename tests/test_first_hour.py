@@ -34,8 +34,8 @@ from marl.experiment.templates import template_raw, template_yaml
 from marl.training.checkpoints import META_FILE, resolve_checkpoint
 from marl.training.logs import LOG_FILE, RAY_LOGGERS, ray_logs_to_file
 from marl.training.metrics import progress_line
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SPREAD = REPO / "configs" / "mappo_simple_spread.yaml"
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from marl.experiment import load_config
 from marl.core.encoders import ConvEncoder, PerAgentEncoder
 from marl.errors import ConfigError
-from tests.test_training import REPO
+from tests.conftest import REPO
 
 PONG = "pettingzoo.butterfly.cooperative_pong_v6:parallel_env"
 SMALL_FRAMES = "scenario.wrappers=[{resize_v1: {x_size: 32, y_size: 24}}]"  # (24, 32, 3) uint8 frames

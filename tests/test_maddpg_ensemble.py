@@ -22,8 +22,7 @@ from marl.algorithms.maddpg.replay import FIELDS, JointReplayBuffer
 from marl.errors import ConfigError
 from marl.evaluation import CheckpointPolicies
 from marl.training.runner import ray_session
-from tests.test_maddpg_learner import AGENTS, GAMMA, LOGITS_REG, ROWS, build_learner, hand_rows
-from tests.test_training import _tiny
+from tests.conftest import AGENTS, GAMMA, LOGITS_REG, ROWS, build_maddpg_learner, hand_rows, tiny_config
 
 K = 2
 # Sub-policies are drawn by an env-to-module connector, which only RLlib's own env runner runs.
@@ -51,7 +50,7 @@ def test_actor_ensemble_answers_each_row_with_its_sub_policy():
 
 
 def test_each_sub_policy_learns_only_from_its_own_rows():
-    learner, rllib_config = build_learner(f"training.ensemble_size={K}", *ENSEMBLE_BACKEND)
+    learner, rllib_config = build_maddpg_learner(f"training.ensemble_size={K}", *ENSEMBLE_BACKEND)
     module = learner.module["agent_0"].unwrapped()
     assert isinstance(module.actor, ActorEnsemble) and len(module.actor) == K
 
@@ -94,12 +93,12 @@ def test_sub_policy_buffers_hold_only_their_own_rows():
 
 def test_ensembles_need_one_policy_per_agent():
     with pytest.raises(ConfigError, match="ensemble_size"):
-        _tiny("maddpg_simple_spread", "training.ensemble_size=3", "policies.sharing=shared", *ENSEMBLE_BACKEND)
+        tiny_config("maddpg_simple_spread", "training.ensemble_size=3", "policies.sharing=shared", *ENSEMBLE_BACKEND)
 
 
 def test_env_runner_draws_one_sub_policy_per_agent_and_episode():
     # With inferred policies as well: both of the paper's features in one real training loop.
-    config = _tiny(
+    config = tiny_config(
         "maddpg_simple_spread", f"training.ensemble_size={K + 1}", "training.infer_policies=true", *ENSEMBLE_BACKEND,
         "resources.num_env_runners=0", "training.batch_size=16",
     )
@@ -140,15 +139,15 @@ def test_env_runner_draws_one_sub_policy_per_agent_and_episode():
 
 
 def test_a_single_policy_keeps_the_plain_layout():
-    config = _tiny("maddpg_simple_spread")
+    config = tiny_config("maddpg_simple_spread")
     rllib_config = config.training.to_rllib(config, num_gpus_per_learner=0)
     assert rllib_config._env_to_module_connector is None and rllib_config.ensemble_size == 1
-    learner, _ = build_learner()
+    learner, _ = build_maddpg_learner()
     assert isinstance(learner.module["agent_0"].unwrapped().actor, torch.nn.Sequential)
 
 
 def test_evaluation_draws_a_sub_policy_per_agent_and_episode_and_acts_with_it():
-    learner, _ = build_learner("training.ensemble_size=3", *ENSEMBLE_BACKEND)
+    learner, _ = build_maddpg_learner("training.ensemble_size=3", *ENSEMBLE_BACKEND)
     policies = CheckpointPolicies.from_modules(
         {agent: learner.module[agent].unwrapped() for agent in AGENTS}, {agent: agent for agent in AGENTS}, normalize_actions=False
     )

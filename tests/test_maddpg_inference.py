@@ -15,7 +15,7 @@ import torch
 from marl.algorithms.maddpg.learner import INFERENCE_TERMS, MADDPGTorchLearner, joint_train_batch, split_joint_columns
 from marl.algorithms.maddpg.losses import approximation_loss
 from marl.errors import ConfigError
-from tests.test_maddpg_learner import AGENTS, GAMMA, LOGITS_REG, build_learner, hand_rows, tensor_batch
+from tests.conftest import AGENTS, GAMMA, LOGITS_REG, build_maddpg_learner, hand_rows, tensor_batch
 
 
 def test_approximation_loss_is_the_negative_log_likelihood_minus_the_entropy_bonus():
@@ -33,21 +33,21 @@ def test_approximation_loss_is_the_negative_log_likelihood_minus_the_entropy_bon
 
 
 def test_each_module_approximates_exactly_the_agents_it_does_not_control():
-    learner, _ = build_learner("training.infer_policies=true")
+    learner, _ = build_maddpg_learner("training.infer_policies=true")
     for agent in AGENTS:
         module = learner.module[agent].unwrapped()
         assert sorted(module.approx_policies) == sorted(a for a in AGENTS if a != agent)
         assert not module.infers(agent)
-    plain, _ = build_learner()
+    plain, _ = build_maddpg_learner()
     assert not hasattr(plain.module["agent_0"].unwrapped(), "approx_policies")
-    shared, _ = build_learner("training.infer_policies=true", "policies.sharing=shared")
+    shared, _ = build_maddpg_learner("training.infer_policies=true", "policies.sharing=shared")
     assert not hasattr(shared.module["shared"].unwrapped(), "approx_policies")  # it controls every agent
     with pytest.raises(ConfigError, match="critic"):
-        build_learner("training.infer_policies=true", "training.critic=local")
+        build_maddpg_learner("training.infer_policies=true", "training.critic=local")
 
 
 def test_the_approximations_fit_the_observed_actions_of_a_fixed_batch():
-    learner, _ = build_learner("training.infer_policies=true")
+    learner, _ = build_maddpg_learner("training.infer_policies=true")
     batch = joint_train_batch(hand_rows(), AGENTS)
     nll = []
     for _ in range(20):
@@ -77,7 +77,7 @@ def _scramble(network: torch.nn.Module) -> None:
 
 
 def test_the_critic_target_uses_the_approximations_not_the_other_agents_target_actors():
-    learner, _ = build_learner("training.infer_policies=true")
+    learner, _ = build_maddpg_learner("training.infer_policies=true")
     before = target_q_of_agent_0(learner)
     for other in ("agent_1", "agent_2"):  # the true target policies of the others: ignored
         _scramble(learner.module[other].unwrapped().target_actor)
@@ -85,7 +85,7 @@ def test_the_critic_target_uses_the_approximations_not_the_other_agents_target_a
     _scramble(learner.module["agent_0"].unwrapped().target_approx_policies["agent_1"])  # agent_0's own estimate: used
     assert target_q_of_agent_0(learner) != before
 
-    plain, _ = build_learner()  # without inference the others' target actors are what counts
+    plain, _ = build_maddpg_learner()  # without inference the others' target actors are what counts
     before = target_q_of_agent_0(plain)
     _scramble(plain.module["agent_1"].unwrapped().target_actor)
     assert target_q_of_agent_0(plain) != before

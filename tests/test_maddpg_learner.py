@@ -9,61 +9,16 @@ with plain torch from the paper's equations, not with the project's loss functio
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from marl.algorithms.maddpg.learner import LOGGED_TERMS, MADDPGTorchLearner, joint_train_batch, split_joint_columns
 from marl.algorithms.maddpg.losses import gumbel_softmax
-from marl.experiment import load_config
-from tests.test_training import REPO
-
-AGENTS = ["agent_0", "agent_1", "agent_2"]
-GAMMA, TAU, LOGITS_REG = 0.9, 0.25, 0.1
-ROWS = 8
-
-
-def build_learner(*overrides: str):
-    config = load_config(
-        REPO / "configs" / "maddpg_simple_spread.yaml",
-        ["model.hidden=[8]", f"training.gamma={GAMMA}", f"training.tau={TAU}", f"training.logits_reg={LOGITS_REG}", *overrides],
-    )
-    rllib_config = config.training.to_rllib(config, num_gpus_per_learner=0)
-    specs = rllib_config.rl_module_spec.rl_module_specs
-    learner = rllib_config.build_learner(spaces={pid: (spec.observation_space, spec.action_space) for pid, spec in specs.items()})
-    return learner, rllib_config
-
+from tests.conftest import AGENTS, GAMMA, LOGITS_REG, TAU, build_maddpg_learner, hand_rows, tensor_batch
 
 @pytest.fixture()
 def learner_and_config():
-    return build_learner()
-
-
-def hand_rows(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    """Joint rows for simple_spread N=3 (obs 18, one-hot actions 5); agent_2 absent in the last 2 rows."""
-    rng = np.random.default_rng(seed)
-    rows = {}
-    for index, agent in enumerate(AGENTS):
-        mask = np.ones(ROWS, np.float32)
-        if agent == "agent_2":
-            mask[-2:] = 0.0
-        terminated = np.zeros(ROWS, np.float32)
-        terminated[index] = 1.0  # each agent has one terminal row
-        rows[agent] = {
-            "obs": rng.normal(size=(ROWS, 18)).astype(np.float32) * mask[:, None],
-            "actions": np.eye(5, dtype=np.float32)[rng.integers(0, 5, ROWS)] * mask[:, None],
-            "rewards": rng.normal(size=ROWS).astype(np.float32) * mask,
-            "next_obs": rng.normal(size=(ROWS, 18)).astype(np.float32) * mask[:, None],
-            "terminated": terminated * mask,
-            "mask": mask,
-        }
-    return rows
-
-
-def tensor_batch(rows) -> dict[str, torch.Tensor]:
-    """One module's train batch as the learner receives it (tensors)."""
-    batch = joint_train_batch(rows, ["agent_0"]).policy_batches["agent_0"]
-    return {key: torch.as_tensor(value) for key, value in batch.items()}
+    return build_maddpg_learner()
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -191,7 +146,7 @@ def test_update_steps_both_optimizers_then_moves_targets_by_tau(learner_and_conf
 
 
 def test_local_critic_reads_only_the_agents_own_observation_and_action():
-    learner, _ = build_learner("training.critic=local")
+    learner, _ = build_maddpg_learner("training.critic=local")
     module = learner.module["agent_0"].unwrapped()
     assert module.critic[0].in_features == 18 + 5
     rows = hand_rows()

@@ -18,7 +18,7 @@ from marl.core.agents import teams_of
 from marl.errors import ConfigError
 from marl.evaluation import EvaluationResult, evaluate
 from marl.training.runner import train
-from tests.test_training import REPO, _rows, _tiny
+from tests.conftest import REPO, metrics_rows, tiny_config
 
 TAG_AGENTS = ["adversary_0", "adversary_1", "adversary_2", "agent_0"]
 
@@ -51,15 +51,15 @@ def test_per_team_returns_sum_each_teams_agents():
 
 
 def test_a_wrong_teams_mapping_is_rejected_before_training():
-    config = _tiny("maddpg_simple_tag", "teams={prey: [agent_0]}")
+    config = tiny_config("maddpg_simple_tag", "teams={prey: [agent_0]}")
     with pytest.raises(ConfigError, match="no team"):
         config.training.to_rllib(config, num_gpus_per_learner=0)
 
 
 def test_simple_tag_trains_each_agent_on_its_own_reward_and_evaluates_per_team(tmp_path):
-    config = _tiny("maddpg_simple_tag", "resources.num_env_runners=0")  # sampling in the driver, as the config ships
+    config = tiny_config("maddpg_simple_tag", "resources.num_env_runners=0")  # sampling in the driver, as the config ships
     run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=2)
-    row = _rows(run_dir)[-1]
+    row = metrics_rows(run_dir)[-1]
     for agent in TAG_AGENTS:  # one actor-critic per agent, different observation sizes
         assert np.isfinite(float(row[f"{agent}/critic_loss"])), agent
 

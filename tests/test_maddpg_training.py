@@ -23,18 +23,18 @@ from marl.errors import ConfigError
 from marl.evaluation import RL_MODULE_PATH, CheckpointPolicies, evaluate
 from marl.training.checkpoints import latest_checkpoint, read_meta
 from marl.training.runner import ray_session, resume, train
-from tests.test_training import REPO, _rows, _tiny
+from tests.conftest import REPO, metrics_rows, tiny_config
 
 AGENTS = ["agent_0", "agent_1", "agent_2"]
 STEPS_PER_ITERATION = 200  # tiny_overrides("maddpg")
 
 
 def test_train_checkpoint_resume_and_evaluate(tmp_path):
-    config = _tiny("maddpg_simple_spread")
+    config = tiny_config("maddpg_simple_spread")
     lines: list[str] = []
     run_dir = train(config, runs_root=tmp_path, echo=lines.append, max_iterations=3)
 
-    rows = _rows(run_dir)
+    rows = metrics_rows(run_dir)
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
     assert [int(r["env_steps"]) for r in rows] == [STEPS_PER_ITERATION * k for k in (1, 2, 3)]
     for row in rows:  # learning_starts (100) < one iteration's steps: updates from iteration 1 on
@@ -50,7 +50,7 @@ def test_train_checkpoint_resume_and_evaluate(tmp_path):
     assert (checkpoint / REPLAY_BUFFER_FILE).is_file()  # inside the atomically renamed directory
 
     resume(run_dir, echo=lambda _: None, max_iterations=2)
-    rows = _rows(run_dir)
+    rows = metrics_rows(run_dir)
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5]
     assert [int(r["env_steps"]) for r in rows] == [STEPS_PER_ITERATION * k for k in range(1, 6)]
 
@@ -103,9 +103,9 @@ def _same_weights(module, other) -> bool:
 
 def test_soft_gumbel_softmax_on_continuous_actions(tmp_path):
     """The reference's variant: the env gets the soft sample (a point of the simplex), unrescaled."""
-    config = _tiny("maddpg_simple_spread", "scenario.kwargs.continuous_actions=true", "training.hard=false")
+    config = tiny_config("maddpg_simple_spread", "scenario.kwargs.continuous_actions=true", "training.hard=false")
     run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=2)
-    assert float(_rows(run_dir)[-1]["agent_0/critic_loss"]) >= 0
+    assert float(metrics_rows(run_dir)[-1]["agent_0/critic_loss"]) >= 0
 
     policies = CheckpointPolicies(latest_checkpoint(run_dir))
     env = policies.make_env(seed=0)
@@ -123,8 +123,8 @@ def test_soft_gumbel_softmax_on_continuous_actions(tmp_path):
 
 def test_configs_maddpg_cannot_run_are_rejected_before_ray():
     with pytest.raises(ConfigError, match="training.ensemble_size.*scenario.backend: pettingzoo"):
-        _tiny("maddpg_simple_spread", "scenario.backend=vectorized", "training.ensemble_size=2")
-    config = _tiny("maddpg_simple_spread", "training.hard=false")  # soft samples, integer actions
+        tiny_config("maddpg_simple_spread", "scenario.backend=vectorized", "training.ensemble_size=2")
+    config = tiny_config("maddpg_simple_spread", "training.hard=false")  # soft samples, integer actions
     with pytest.raises(ConfigError, match="training.hard"):
         config.training.to_rllib(config, num_gpus_per_learner=0)
 
@@ -142,7 +142,7 @@ def _first_iterations(config, iterations: int) -> list:
 
 def test_the_same_seed_gives_the_same_first_iterations():
     """Sampling on a remote env runner (Gumbel noise from each module's own generator) and updating."""
-    config = _tiny("maddpg_simple_spread")  # 1 remote env runner
+    config = tiny_config("maddpg_simple_spread")  # 1 remote env runner
     with ray_session(None):
         first, second = _first_iterations(config, 2), _first_iterations(config, 2)
     assert first[:2] == second[:2]
@@ -154,10 +154,8 @@ def test_the_same_seed_gives_the_same_first_iterations():
 def test_initial_weights_do_not_depend_on_the_python_hash_seed():
     """RLlib builds modules in the order of `config.policies`: a set there made agent_0's weights depend on PYTHONHASHSEED."""
     script = (
-        "from tests.test_training import _tiny\n"
-        "c = _tiny('maddpg_simple_spread'); r = c.training.to_rllib(c, num_gpus_per_learner=0)\n"
-        "s = r.rl_module_spec.rl_module_specs\n"
-        "l = r.build_learner(spaces={p: (v.observation_space, v.action_space) for p, v in s.items()})\n"
+        "from tests.conftest import local_learner, tiny_config\n"
+        "c = tiny_config('maddpg_simple_spread'); l = local_learner(c.training.to_rllib(c, num_gpus_per_learner=0))\n"
         "print([round(float(sum(p.sum() for p in l.module[a].actor.parameters())), 5) for a in ('agent_0', 'agent_1', 'agent_2')])\n"
     )
     sums = [

@@ -13,9 +13,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from marl.experiment import load_config
 from marl.training.runner import train
-from tests.test_training import REPO, tiny_overrides
+from tests.conftest import REPO, algorithm_of, tiny_config
 
 NOTEBOOKS = sorted((REPO / "coordination" / "notebooks").glob("*.ipynb"))
 # Which checkpoints each notebook reads: environment variable -> config trained for it.
@@ -43,9 +42,7 @@ def test_notebook_is_committed_without_outputs(path: Path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_on_tiny_checkpoints(path: Path, tmp_path, monkeypatch):
     for variable, config_name in INPUTS[path.name].items():
-        algorithm = config_name.split("_")[0]
-        overrides = [*tiny_overrides(algorithm), "checkpoint.every_iterations=1", *EXTRA.get(algorithm, [])]
-        config = load_config(REPO / "configs" / f"{config_name}.yaml", overrides)
+        config = tiny_config(config_name, "checkpoint.every_iterations=1", *EXTRA.get(algorithm_of(config_name), []))
         run_dir = train(config, runs_root=tmp_path / "runs", echo=lambda _: None, max_iterations=2)
         monkeypatch.setenv(variable, str(run_dir))
     monkeypatch.setenv("MARL_NOTEBOOK_EPISODES", "3")

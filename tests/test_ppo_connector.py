@@ -26,8 +26,8 @@ from ray.rllib.utils.postprocessing.value_predictions import compute_value_targe
 from marl.experiment import build_config, load_config
 from marl.core.gae import reverse_scan, standardize, value_targets
 from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
-from tests.test_training import REPO
-from tests.test_vectorized_env_runner import _learner
+from tests.conftest import REPO
+from tests.conftest import local_learner
 
 
 def naive_reverse_scan(x, decay):
@@ -71,7 +71,7 @@ def _rllib(config, builder: str):
 
 def _batches(config, runner_class, steps: int):
     """The same sampled episodes through our builder and through RLlib's pipeline."""
-    ours, stock = _learner(_rllib(config, "vectorized")), _learner(_rllib(config, "rllib"))
+    ours, stock = local_learner(_rllib(config, "vectorized")), local_learner(_rllib(config, "rllib"))
     stock.module.set_state(ours.module.get_state())
     runner = runner_class(config=_rllib(config, "vectorized"), worker_index=1)
     try:

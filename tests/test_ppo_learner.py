@@ -16,7 +16,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 
 from marl.algorithms.ppo.losses import clipped_surrogate, value_loss
 from marl.experiment import load_config
-from tests.test_training import REPO
+from tests.conftest import REPO, local_learner
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,7 @@ def learner_and_config():
         REPO / "configs" / "mappo_simple_spread.yaml", ["policies.sharing=shared", "training.huber_delta=1.0", "training.value_clip_param=0.5"]
     )
     rllib_config = config.training.to_rllib(config, num_gpus_per_learner=0)
-    specs = rllib_config.rl_module_spec.rl_module_specs
-    learner = rllib_config.build_learner(spaces={pid: (spec.observation_space, spec.action_space) for pid, spec in specs.items()})
+    learner = local_learner(rllib_config)
     return learner, rllib_config
 
 

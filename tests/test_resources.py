@@ -28,12 +28,10 @@ def test_gpu_asked_for_where_there_is_none_is_a_one_line_error():
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from marl.config import ResourcesConfig
 from marl.rllib.resources import ClusterCapacity, capacity_line, resolve_num_env_runners
 
-REPO = Path(__file__).resolve().parents[1]
 TWO_CORES = ClusterCapacity(2, 0, "this machine")
 
 
@@ -115,6 +113,7 @@ def test_cli_rejects_env_runners_the_machine_cannot_host_before_starting_ray(tmp
 from types import SimpleNamespace
 
 from marl.rllib.resources import actor_threads, driver_threads, threads_line
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("requested,cpus,expected", [("auto", 1, 1), ("auto", 0.5, 1), ("auto", 0, 1), ("auto", 3.5, 3), (4, 1, 4)])

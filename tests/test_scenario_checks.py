@@ -10,7 +10,8 @@ from gymnasium import spaces
 from pettingzoo.utils.env import ParallelEnv
 
 from marl.cli import main
-from marl.envs.adapter import PettingZooMultiAgentEnv, ScenarioSpec, scenario_env_config
+from marl.envs.adapter import PettingZooMultiAgentEnv
+from marl.envs.scenario import ScenarioSpec, scenario_env_config
 from marl.envs.guard import (
     GuardedParallelEnv,
     action_problem,
@@ -276,7 +277,7 @@ def test_pettingzoo_backend_gets_the_fault_reporting_runner_callbacks_and_agent_
     from marl.experiment import load_config
     from marl.rllib.faults import FaultReportingEnvRunner, stop_on_fault_after_iteration, stop_on_fault_after_restore
     from marl.rllib.ordering import AgentOrderedEnvToModule
-    from tests.test_training import REPO
+    from tests.conftest import REPO
 
     config = load_config(REPO / "configs" / "mappo_simple_spread.yaml", ["scenario.backend=pettingzoo", "scenario.check_steps=2"])
     rllib = config.training.to_rllib(config, num_gpus_per_learner=0)
@@ -293,7 +294,7 @@ def test_pettingzoo_backend_gets_the_fault_reporting_runner_callbacks_and_agent_
 def test_checks_before_ray_warn_instead_when_the_user_declared_the_scenario_flaky():
     from marl.experiment import load_config
     from marl.training.runner import checks_before_ray
-    from tests.test_training import REPO
+    from tests.conftest import REPO
 
     overrides = ["scenario.backend=pettingzoo", f"scenario.name={FAULTY}", "scenario.kwargs={fault: step_raises, episode: 2}"]
     config = load_config(REPO / "configs" / "mappo_simple_spread.yaml", overrides)

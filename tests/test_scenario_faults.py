@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from marl.training.checkpoints import latest_checkpoint, read_meta
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FAULTY = "tests.scenarios_for_tests:faulty_spread"
 # 200 env steps per iteration with 2 copies per runner: a copy's 6th episode (25 steps each)
 # starts in iteration 2 or 3, after the checkpoint of iteration 1.

@@ -9,7 +9,6 @@ import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +23,8 @@ from marl.training.sweep import (
     summarize,
     validated_configs,
 )
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SPREAD = REPO / "configs" / "mappo_simple_spread.yaml"
 
 

@@ -6,47 +6,23 @@ plumbing (shapes, counters, checkpoints, resume, evaluation), not learning.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from marl.algorithms.common import policy_mapping
 from marl.algorithms.dpo.losses import adapt_coefficient
-from marl.experiment import build_config, load_config
+from marl.experiment import build_config
 from marl.evaluation import evaluate
 from marl.experiment.registry import ALGORITHMS
 from marl.training.checkpoints import complete_checkpoints, latest_checkpoint, read_meta
 from marl.training.runner import resume, train
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "resources.num_env_runners=1",
-    "resources.num_envs_per_env_runner=2",
-    "stop.env_steps=100000",
-    "checkpoint.every_iterations=2",
-]
-# 200 env steps per iteration, and few updates, whatever the algorithm calls them.
-TINY_PPO_TRAINING = ["training.train_batch_size=200", "training.num_epochs=2"]
-TINY_TRAINING = {
-    "maddpg": [
-        "training.env_steps_per_iteration=200",
-        "training.batch_size=64",
-        "training.learning_starts=100",  # updates from the first iteration on
-        "training.updates_per_iteration=2",
-    ],
-}
-
-
-def tiny_overrides(algorithm: str) -> list[str]:
-    """TINY plus the algorithm's own small-budget training settings."""
-    return TINY + TINY_TRAINING.get(algorithm, TINY_PPO_TRAINING)
+from tests.conftest import REPO, metrics_rows, tiny_config, tiny_overrides
 
 # (config, extra overrides, action kind): every algorithm runs on each scenario its
 # capability flags allow.
@@ -107,23 +83,13 @@ def _pairs():
                 yield pytest.param(algorithm, scenario, overrides, id=f"{algorithm}-{key}")
 
 
-def _tiny(config_name: str, *extra: str):
-    algorithm = config_name.split("_")[0]
-    return load_config(REPO / "configs" / f"{config_name}.yaml", tiny_overrides(algorithm) + list(extra))
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    with (run_dir / "metrics.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.mark.parametrize("algorithm,scenario,overrides", list(_pairs()))
 def test_every_algorithm_trains_on_every_supported_scenario(tmp_path, algorithm, scenario, overrides):
-    config = _tiny(f"{algorithm}_{scenario}", *overrides)
+    config = tiny_config(f"{algorithm}_{scenario}", *overrides)
     lines: list[str] = []
     run_dir = train(config, runs_root=tmp_path, echo=lines.append, max_iterations=2)
 
-    rows = _rows(run_dir)
+    rows = metrics_rows(run_dir)
     assert [int(r["iteration"]) for r in rows] == [1, 2]
     assert int(rows[-1]["env_steps"]) >= 400
     assert float(rows[-1]["episode_return_mean"]) == pytest.approx(float(rows[-1]["episode_return_mean"]))  # not NaN
@@ -141,10 +107,10 @@ def test_dpo_resume_continues_with_the_adapted_coefficients(tmp_path):
     Row k logs the coefficients iteration k used and the KL it measured; the coefficients
     of iteration k+1 (what the checkpoint after k holds) follow from them by the rule.
     """
-    config = _tiny("dpo_simple_spread")
+    config = tiny_config("dpo_simple_spread")
     run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=2)
     resume(run_dir, echo=lambda _: None, max_iterations=1)
-    rows = _rows(run_dir)
+    rows = metrics_rows(run_dir)
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
     target = config.training.kl_target
 
@@ -166,13 +132,13 @@ def test_dpo_resume_continues_with_the_adapted_coefficients(tmp_path):
 
 
 def test_policy_groups_train_one_module_per_group(tmp_path):
-    config = _tiny(
+    config = tiny_config(
         "mappo_coordination_game",
         "policies.sharing=groups",
         "policies.groups={pair: [agent_0, agent_1], solo: [agent_2]}",
     )
     run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=1)
-    row = _rows(run_dir)[-1]
+    row = metrics_rows(run_dir)[-1]
     assert "pair/pg_loss" in row and "solo/pg_loss" in row
 
 
@@ -193,7 +159,7 @@ def test_agent_leaving_early_keeps_each_agents_rewards_its_own(tmp_path):
         }
     )
     run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=2)
-    row = {key: float(value) for key, value in _rows(run_dir)[-1].items() if value != ""}
+    row = {key: float(value) for key, value in metrics_rows(run_dir)[-1].items() if value != ""}
     assert row["episode_len_mean"] == 5
     assert 5 <= row["return/a1"] <= 7
     assert 15 <= row["return/a0"] <= 20
@@ -203,15 +169,15 @@ def test_agent_leaving_early_keeps_each_agents_rewards_its_own(tmp_path):
 
 @pytest.mark.parametrize("backend", ["pettingzoo", "vectorized"])
 def test_checkpoint_resume_keeps_counters_and_evaluate_renders(tmp_path, backend):
-    config = _tiny("mappo_simple_spread", f"scenario.backend={backend}")
+    config = tiny_config("mappo_simple_spread", f"scenario.backend={backend}")
     run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=3)
     first = latest_checkpoint(run_dir)
     assert read_meta(first)["iteration"] == 3
-    assert read_meta(first)["env_steps"] == int(_rows(run_dir)[-1]["env_steps"])
+    assert read_meta(first)["env_steps"] == int(metrics_rows(run_dir)[-1]["env_steps"])
 
     lines: list[str] = []
     resume(run_dir, echo=lines.append, max_iterations=2)
-    rows = _rows(run_dir)
+    rows = metrics_rows(run_dir)
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5], "resume must continue, not restart or repeat"
     steps = [int(r["env_steps"]) for r in rows]
     assert steps == sorted(steps) and steps[3] > steps[2], "env-step counter must continue across the resume"
@@ -277,7 +243,7 @@ def test_threads_of_driver_and_env_runners_are_the_configured_ones(tmp_path, bac
     from marl.rllib.threads import limit_threads
 
     pytest.importorskip("threadpoolctl")
-    config = _tiny(
+    config = tiny_config(
         "mappo_simple_spread", f"scenario.backend={backend}", "resources.threads.driver=1", "resources.threads.env_runner=2"
     )
     seen, lines = {}, []

@@ -26,7 +26,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from marl.experiment import load_config
 from marl.rllib.episodes import AgentChunk, build_episode_chunk
 from marl.rllib.vectorized_env_runner import VectorizedMultiAgentEnvRunner
-from tests.test_training import REPO
+from tests.conftest import REPO, local_learner
 
 CASES = {
     # RLlib's defaults where the shipped config differs: a shared policy, the time limit terminal.
@@ -156,16 +156,11 @@ def test_new_weights_change_the_actions():
     assert not np.array_equal(actions(before), actions(after))
 
 
-def _learner(rl):
-    specs = rl.rl_module_spec.rl_module_specs
-    return rl.build_learner(spaces={pid: (spec.observation_space, spec.action_space) for pid, spec in specs.items()})
-
-
 @pytest.mark.parametrize("case", ["mappo_spread", "ippo_speaker_listener", "ippo_spread_continuous"])
 def test_learner_recomputes_the_stored_logp_with_exploration(case):
     rl = rllib_config(case, "vectorized")
     fast = VectorizedMultiAgentEnvRunner(config=rl, worker_index=1)
-    learner = _learner(rl)
+    learner = local_learner(rl)
     try:
         fast.module.set_state(learner.module.get_state(inference_only=True))
         episodes = fast.sample(num_timesteps=40 * NUM_ENVS, explore=True)
@@ -187,7 +182,7 @@ def test_learner_recomputes_the_stored_logp_with_exploration(case):
 def test_chunks_built_from_arrays_equal_step_by_step_chunks_after_the_learner_connector():
     """The same data through `build_episode_chunk` and through RLlib's add_env_reset/add_env_step."""
     rl = rllib_config("mappo_spread", "vectorized")
-    learner = _learner(rl)
+    learner = local_learner(rl)
     rng = np.random.default_rng(0)
     agents = ["agent_0", "agent_1", "agent_2"]
     obs_space = rl.rl_module_spec.rl_module_specs["shared"].observation_space

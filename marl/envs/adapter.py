@@ -25,16 +25,9 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo.utils.env import ParallelEnv
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
+from ray.rllib.utils.annotations import override
 
-# Re-exported: the RLlib-free half of the adapter lives in marl/envs/scenario.py.
-from marl.envs.scenario import (  # noqa: F401
-    ObservationLayout,
-    ScenarioSpec,
-    distinct_seed,
-    layout_observations,
-    scenario_env_config,
-    scenario_state,
-)
+from marl.envs.scenario import ObservationLayout, ScenarioSpec, distinct_seed, layout_observations, scenario_state
 from marl.errors import ScenarioError
 
 def _flat_dim(space: gym.Space, what: str) -> int:
@@ -114,11 +107,13 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         return layout_observations(flat, self._agent_ids, state)
 
     # -- MultiAgentEnv API -----------------------------------------------------
+    @override(MultiAgentEnv)
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         observations, infos = self.env.reset(seed=distinct_seed(seed, self._worker_index), options=options)
         self.agents = [a for a in self.possible_agents if a in observations]
         return self._augment(observations), {a: infos.get(a, {}) for a in observations}
 
+    @override(MultiAgentEnv)
     def step(self, action_dict: dict[str, Any]):
         observations, rewards, terminations, truncations, infos = self.env.step(action_dict)
         self.agents = list(self.env.agents)
@@ -142,8 +137,10 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
             {a: infos.get(a, {}) for a in observations},
         )
 
+    @override(MultiAgentEnv)
     def render(self):
         return self.env.render()
 
+    @override(MultiAgentEnv)
     def close(self):
         self.env.close()

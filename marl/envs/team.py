@@ -29,6 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
+from ray.rllib.utils.annotations import override
 
 from marl.envs.adapter import PettingZooMultiAgentEnv
 from marl.errors import ConfigError, ScenarioError
@@ -103,11 +104,13 @@ class TeamMultiAgentEnv(MultiAgentEnv):
         parts.append(next(iter(observations.values()))[agent_dim:])  # the global state, the same in every agent's
         return {TEAM: np.concatenate(parts).astype(np.float32)}
 
+    @override(MultiAgentEnv)
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         observations, infos = self.inner.reset(seed=seed, options=options)
         self.agent_infos = infos
         return self._team_observation(observations), {TEAM: {}}
 
+    @override(MultiAgentEnv)
     def step(self, action_dict: dict[str, Any]):
         joint = np.asarray(action_dict[TEAM]).reshape(-1)
         alive = set(self.inner.agents)  # an agent that has left takes no action
@@ -129,8 +132,10 @@ class TeamMultiAgentEnv(MultiAgentEnv):
             {TEAM: {}},
         )
 
+    @override(MultiAgentEnv)
     def render(self):
         return self.inner.render()
 
+    @override(MultiAgentEnv)
     def close(self):
         self.inner.close()

@@ -23,7 +23,7 @@ from gymnasium.utils.env_checker import data_equivalence
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 from marl.core.shapes import is_image
-from marl.envs.adapter import ScenarioSpec
+from marl.envs.scenario import ScenarioSpec
 from marl.errors import ScenarioError, ScenarioFault
 
 RENDER_FIX = (

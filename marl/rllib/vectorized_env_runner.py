@@ -40,7 +40,6 @@ import torch
 from ray.rllib.callbacks.utils import make_callback
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.env_context import EnvContext
-from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.utils.metrics import (
     NUM_AGENT_STEPS_SAMPLED,
@@ -57,7 +56,8 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
 from marl.core.agents import invert_mapping
-from marl.envs.adapter import PettingZooMultiAgentEnv, distinct_seed, layout_observations
+from marl.envs.adapter import PettingZooMultiAgentEnv
+from marl.envs.scenario import distinct_seed, layout_observations
 from marl.envs.vectorized import make_vectorized
 from marl.rllib.episodes import build_episode_chunk, slice_agents
 from marl.rllib.faults import FaultReportingEnvRunner
@@ -105,13 +105,14 @@ class VectorizedMultiAgentEnvRunner(FaultReportingEnvRunner):
         _refuse_unsupported(config)
         super().__init__(config=config, **kwargs)
 
+    @override(FaultReportingEnvRunner)
     def make_module(self) -> None:
         super().make_module()
         # Env-runner modules only ever act: eval mode once, instead of per forward pass (`_act`).
         self.module.foreach_module(lambda module_id, module: module.eval())
 
     # -- env -------------------------------------------------------------------------
-    @override(MultiAgentEnvRunner)
+    @override(FaultReportingEnvRunner)
     def make_env(self) -> None:
         if self.env is not None:
             self.env.close()
@@ -199,6 +200,7 @@ class VectorizedMultiAgentEnvRunner(FaultReportingEnvRunner):
         return clip_action(action, space) if self.config.clip_actions else action
 
     # -- sampling ------------------------------------------------------------------------
+    @override(FaultReportingEnvRunner)
     def _sample(
         self,
         *,
@@ -301,6 +303,7 @@ class VectorizedMultiAgentEnvRunner(FaultReportingEnvRunner):
                     self._episode_t[b] += last - start
         return returned
 
+    @override(FaultReportingEnvRunner)
     def _log_episode_metrics(self, length, ret, sec, agents=None, modules=None, agent_steps=None) -> None:
         """RLlib's per-episode metrics (called by the stock `get_metrics`), logged without `log_dict`."""
         log_episode_metrics(

@@ -31,7 +31,7 @@ import yaml
 from marl.config import ExperimentConfig, config_to_dict
 
 from marl.experiment import build_config
-from marl.envs.adapter import ScenarioSpec
+from marl.envs.scenario import ScenarioSpec
 from marl.envs.validation import RENDER_FIX, check_parallel_api, check_scenario_data, image_observation_problem, render_problem
 from marl.errors import CheckpointError, ScenarioFault
 from marl.training.checkpoints import latest_checkpoint, read_meta, save_checkpoint

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from marl.algorithms.bn.dag import batched_depths
@@ -35,6 +36,7 @@ from marl.algorithms.ppo.losses import MaskedMean, clipped_surrogate, masked_mea
 class BNMAPPOTorchLearner(PPOFamilyTorchLearner):
     """BN-MAPPO: per-agent clipped surrogates with the team advantage, plus alpha * |rho - tau|."""
 
+    @override(PPOFamilyTorchLearner)
     def build(self) -> None:
         super().build()
         training = learner_settings(self.config).training
@@ -42,11 +44,13 @@ class BNMAPPOTorchLearner(PPOFamilyTorchLearner):
         self.learned_graph = training.dag == "learned"
         self.progress = 0.0
 
+    @override(PPOFamilyTorchLearner)
     def before_gradient_based_update(self, *, timesteps) -> None:
         super().before_gradient_based_update(timesteps=timesteps)
         stop = learner_settings(self.config).stop_env_steps
         self.progress = min(1.0, timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0) / stop)
 
+    @override(PPOFamilyTorchLearner)
     def policy_loss(self, *, module_id, config, batch, fwd_out, dist, mean: MaskedMean) -> dict[str, torch.Tensor]:
         logp = fwd_out[AGENT_LOGP]  # (B, n)
         mask = batch.get(Columns.LOSS_MASK)

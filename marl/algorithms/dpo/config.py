@@ -2,9 +2,9 @@
 
 Everything the PPO family's actor-critic uses (networks, GAE, value loss, entropy
 bonus, RLlib builder) except PPO's ratio clip, plus DPO's two adaptive penalty
-coefficients. Defaults follow the paper's reference settings (see
-shared/reference/algorithms.md): lr 5e-4, 15 epochs, KL target 0.01, both
-coefficients starting at 1 and clamped to [1e-3, 1e3].
+coefficients. Defaults follow the paper's reference settings (Su & Lu 2022, section 5 and
+its released code): separate actor and critic per agent, lr 5e-4, 15 epochs, KL target
+0.01, both coefficients starting at 1 and clamped to [1e-3, 1e3].
 """
 
 from __future__ import annotations

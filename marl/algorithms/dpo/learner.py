@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.annotations import override
 from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
 
 from marl.algorithms.common import learner_settings
@@ -43,6 +44,7 @@ COEFFICIENTS_STATE_KEY = "dpo_coefficients"
 class DPOTorchLearner(PPOFamilyTorchLearner):
     """One DPO loss per module (policy); coefficients adapted per iteration, checkpointed."""
 
+    @override(PPOFamilyTorchLearner)
     def build(self) -> None:
         super().build()
         training = learner_settings(self.config).training
@@ -60,6 +62,7 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
         self._divergence_sums: dict[str, torch.Tensor] = {}
 
     # -- the loss -----------------------------------------------------------------
+    @override(PPOFamilyTorchLearner)
     def policy_loss(self, *, module_id, config, batch, fwd_out, dist, mean: MaskedMean) -> dict[str, torch.Tensor]:
         module = self.module[module_id].unwrapped()
         # The rollout policy, from the distribution inputs the env runner stored.
@@ -83,6 +86,7 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
         return {**terms, "beta_kl": beta_kl.detach().clone(), "beta_sqrt_kl": beta_sqrt_kl.detach().clone()}
 
     # -- adaptation ------------------------------------------------------------------
+    @override(PPOFamilyTorchLearner)
     def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().after_gradient_based_update(timesteps=timesteps)
         measured = self._measured_divergences()
@@ -130,6 +134,7 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
         }
 
     # -- state -------------------------------------------------------------------------
+    @override(PPOFamilyTorchLearner)
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:
         state = super().get_state(components, not_components=not_components, **kwargs)
         if self._check_component(COEFFICIENTS_STATE_KEY, components, not_components):
@@ -142,12 +147,14 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
             }
         return state
 
+    @override(PPOFamilyTorchLearner)
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         for module_id, coefficients in state.get(COEFFICIENTS_STATE_KEY, {}).items():
             self.beta_kl_per_module[module_id].fill_(coefficients["beta_kl"])
             self.beta_sqrt_kl_per_module[module_id].fill_(coefficients["beta_sqrt_kl"])
 
+    @override(PPOFamilyTorchLearner)
     def remove_module(self, module_id, **kwargs):
         spec = super().remove_module(module_id, **kwargs)
         self.beta_kl_per_module.pop(module_id, None)

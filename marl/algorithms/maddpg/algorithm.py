@@ -31,6 +31,7 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
     LEARNER_RESULTS,
@@ -80,9 +81,11 @@ class MADDPGRLlibConfig(AlgorithmConfig):
         self.joint_action_spaces = dict(action_spaces)
         return self
 
+    @override(AlgorithmConfig)
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=MADDPGModule)
 
+    @override(AlgorithmConfig)
     def get_default_learner_class(self) -> type[MADDPGTorchLearner]:
         return MADDPGTorchLearner
 
@@ -91,9 +94,11 @@ class MADDPG(Algorithm):
     """MADDPG (Lowe et al. 2017) on RLlib's new API stack; see the module docstring."""
 
     @classmethod
+    @override(Algorithm)
     def get_default_config(cls) -> MADDPGRLlibConfig:
         return MADDPGRLlibConfig()
 
+    @override(Algorithm)
     def setup(self, config: AlgorithmConfig) -> None:
         super().setup(config)
         agents = self.config.joint_agents
@@ -113,18 +118,21 @@ class MADDPG(Algorithm):
             from_worker_or_learner_group=self.learner_group, policies=self._module_ids, inference_only=True
         )
 
+    @override(Algorithm)
     def save_to_path(self, path=None, **kwargs) -> str:
         """RLlib's checkpoint plus the replay buffer (off-policy: resuming without it would lose the data)."""
         path = super().save_to_path(path, **kwargs)
         self.replay_buffer.save(Path(path) / REPLAY_BUFFER_FILE)
         return path
 
+    @override(Algorithm)
     def restore_from_path(self, path, *args, **kwargs) -> None:
         super().restore_from_path(path, *args, **kwargs)
         saved = Path(path) / REPLAY_BUFFER_FILE
         if kwargs.get("component") is None and saved.is_file():  # checkpoints from before this file: start empty
             self.replay_buffer.load(saved)
 
+    @override(Algorithm)
     def training_step(self) -> None:
         self._sample_into_replay()
         if not self._ready_to_learn():

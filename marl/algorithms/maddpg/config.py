@@ -1,6 +1,6 @@
 """Typed hyperparameters of MADDPG (Lowe et al. 2017) and its independent-DDPG baseline.
 
-Defaults are the reference code's (openai/maddpg; shared/reference/algorithms.md §1):
+Defaults are the reference code's (openai/maddpg, `train.py`'s arguments):
 Adam lr 1e-2 for actor and critic, gamma 0.95, tau 0.01, batch 1024 joint transitions,
 buffer 1e6, learning after 1024 * 25 transitions, one update per 100 env steps (here
 `updates_per_iteration` updates per `env_steps_per_iteration` sampled), gradient clip 0.5
@@ -10,8 +10,8 @@ Q_i(o_i, a_i)) from the same code.
 Actions: Discrete actions with straight-through (hard) Gumbel-softmax, and mpe2's
 `continuous_actions=True` Box actions with the reference's soft Gumbel-softmax
 (`hard: false`) or a hard one-hot. Box actions are treated as a Gumbel-softmax over the
-Box's flat dimensions (mpe2's 5-dim forces in [0, 1]); a general continuous controller
-(tanh policy with Gaussian noise) is not in this increment.
+Box's flat dimensions (mpe2's 5-dim forces in [0, 1]); there is no general continuous
+controller (tanh policy with Gaussian noise) yet.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class MADDPGConfig(AlgorithmSettings):
     """`centralized`: Q_i(o_1..o_N, a_1..a_N), MADDPG. `local`: Q_i(o_i, a_i), independent DDPG (the baseline)."""
     ensemble_size: int = Field(1, ge=1)
     """Policy ensembles (the paper's section 4.3): K sub-policies per agent, one drawn per agent and
-    episode; sub-policy k trains on the rows it acted in (its own replay buffer D_i^(k), batch_size
+    episode; sub-policy k trains on the rows it acted in (D_i^(k), a view of the one replay buffer; batch_size
     rows per update each) and the actor gradient is averaged over the K. One critic per agent.
     1 = no ensemble. Needs `policies.sharing: per_agent`. `marl evaluate` draws the sub-policies per episode too."""
     infer_policies: bool = False
@@ -118,7 +118,7 @@ class MADDPGConfig(AlgorithmSettings):
         if self.infer_policies and self.critic == "local":
             raise ConfigError("training.infer_policies: a local critic Q_i(o_i, a_i) takes no other agent's action; set training.critic: centralized")
         if experiment.resources.num_learners > 1:
-            raise ConfigError("resources.num_learners: maddpg runs one learner (0 or 1) in this version")
+            raise ConfigError("resources.num_learners: maddpg runs one learner (0 or 1): its replay buffer lives in the driver")
 
     def budget_warnings(self, experiment: ExperimentConfig, *, max_iterations: int | None = None) -> list[str]:
         """What this run's budget cannot do, said before it starts: here, reach the first update."""

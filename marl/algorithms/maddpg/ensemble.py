@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from torch import nn
+from ray.rllib.utils.annotations import override
 
 from marl.algorithms.maddpg.replay import SUBPOLICY  # batch column / extra model output / replay field
 from marl.rllib.ordering import single_agent_episodes_in_order
@@ -66,6 +67,7 @@ class DrawSubPolicy(ConnectorV2):
         self._rng = np.random.default_rng(seed)
         self._drawn: dict[tuple[str, Any], int] = {}
 
+    @override(ConnectorV2)
     def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs):
         running = {episode.id_ for episode in episodes}
         self._drawn = {key: index for key, index in self._drawn.items() if key[0] in running}

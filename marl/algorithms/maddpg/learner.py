@@ -93,6 +93,7 @@ class MADDPGTorchLearner(TorchLearner):
         limit_learner_threads(self.config)  # a remote learner's pools to its CPUs, before any torch work
         super().build()
 
+    @override(TorchLearner)
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
         module = self._module[module_id].unwrapped()
         training = learner_settings(config).training
@@ -106,6 +107,7 @@ class MADDPGTorchLearner(TorchLearner):
             )
 
     # -- the loss --------------------------------------------------------------------
+    @override(TorchLearner)
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         settings = learner_settings(config)
         module = self.module[module_id].unwrapped()
@@ -180,6 +182,7 @@ class MADDPGTorchLearner(TorchLearner):
         }
 
     # -- after the gradient step -----------------------------------------------------
+    @override(TorchLearner)
     def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().after_gradient_based_update(timesteps=timesteps)
         tau = learner_settings(self.config).training.tau

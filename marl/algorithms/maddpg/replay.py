@@ -65,8 +65,9 @@ def _check_agents(given: Sequence[str], expected: Sequence[str], what: str) -> N
 class JointReplayBuffer:
     """A numpy ring buffer of joint transitions, sampled uniformly without replacement.
 
-    One instance holds its own arrays and random generator (no class-level state), so a
-    policy ensemble keeps one independent buffer per sub-policy.
+    One instance holds its own arrays and random generator (no class-level state). A policy
+    ensemble shares one buffer: each row records the sub-policy every agent acted with
+    (`SUBPOLICY`), and sub-policy k trains on the rows it acted in.
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """Typed hyperparameters of the PPO family: IPPO (local critics) and MAPPO (centralised critic).
 
-Defaults follow MAPPO's reference MPE settings (Yu et al. 2022; see
-shared/reference/algorithms.md): lr 7e-4, 10 epochs, clip 0.2, Huber value loss,
+Defaults follow MAPPO's reference MPE settings (Yu et al. 2022, appendix, and the released
+code, marlbenchmark/on-policy): lr 7e-4, 10 epochs, clip 0.2, Huber value loss,
 value normalisation, gradient-norm clip 10.
 """
 

@@ -31,6 +31,7 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.annotations import override
 
 from marl.core.gae import standardize, value_targets
 from marl.rllib.ordering import single_agent_episodes_in_order
@@ -44,6 +45,7 @@ class PPOTrainBatch(ConnectorV2):
         self.gamma = gamma
         self.lambda_ = lambda_
 
+    @override(ConnectorV2)
     def __call__(self, *, rl_module, batch: dict[str, Any], episodes, **kwargs) -> dict[str, Any]:
         trajectories: dict[str, list[SingleAgentEpisode]] = defaultdict(list)
         for episode in single_agent_episodes_in_order(episodes, agents_that_stepped_only=False):

@@ -32,6 +32,7 @@ class AddValuePredictions(ConnectorV2):
     needs them as its anchor. Runs right after GAE, on the same batch.
     """
 
+    @override(ConnectorV2)
     def __call__(self, *, rl_module, batch: dict[str, Any], episodes, **kwargs):
         with torch.no_grad():
             for module_id, module_batch in batch.items():
@@ -53,6 +54,7 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
         if self._learner_connector is not None and self.config.add_default_connectors_to_learner_pipeline:
             self._learner_connector.insert_after(GeneralAdvantageEstimation, AddValuePredictions())
 
+    @override(PPOTorchLearner)
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         module = self.module[module_id].unwrapped()
         training = learner_settings(config).training
