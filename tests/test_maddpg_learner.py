@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from marl.algorithms.maddpg.learner import LOGGED_TERMS, MADDPGTorchLearner, joint_train_batch, split_joint_columns
-from marl.algorithms.maddpg.losses import gumbel_softmax
+from marl.core.gumbel import gumbel_softmax
 from marl.config import load_config
 from tests.test_training import REPO
 

@@ -25,10 +25,12 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from marl.algorithms.bn.dag import SparsitySchedule, batched_depths
+from marl.algorithms.bn.dag import SparsitySchedule
 from marl.algorithms.bn.module import ADJACENCY, AGENT_LOGP, DENSITY
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
-from marl.algorithms.ppo.losses import MaskedMean, clipped_surrogate, masked_mean_fn
+from marl.algorithms.ppo.losses import clipped_surrogate
+from marl.core.graphs import batched_depths
+from marl.core.masking import MaskedMean, masked_mean_fn
 
 
 class BNMAPPOTorchLearner(PPOFamilyTorchLearner):
