@@ -1,8 +1,10 @@
-"""Coordination metrics as pure functions of logged data (numpy, pandas, networkx).
+"""Coordination metrics as pure functions of logged data (numpy, pandas).
 
 Everything here works on arrays that an evaluation run has already recorded
 (actions, states, action probabilities, positions, messages, returns), so it is
-tested on hand-made inputs and never needs Ray or torch.
+tested on hand-made inputs and never needs Ray. (The DAG statistics are
+marl/core/graphs.py's, the functions BN-MAPPO's learner logs with, so they run on
+torch.)
 
 Conventions:
 - Information quantities are in nats (natural logarithm); divide by ln 2 for bits.
@@ -20,9 +22,10 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Mapping
 
-import networkx as nx
 import numpy as np
 import pandas as pd
+
+from marl.core.graphs import batched_depths, edge_density
 
 PROBABILITY_ATOL = 1e-6
 """How far a probability vector's sum may be from 1 (float32 softmax outputs are off by ~1e-7)."""
@@ -364,16 +367,8 @@ def dag_statistics(adjacency) -> DagStatistics:
     if not np.isin(graphs, (0, 1)).all():
         raise ValueError("adjacency must contain only 0 and 1")
     graphs = graphs.astype(bool)
-    n = graphs.shape[1]
-    depths = []
-    for index, graph in enumerate(graphs):
-        digraph = nx.from_numpy_array(graph, create_using=nx.DiGraph)
-        if not nx.is_directed_acyclic_graph(digraph):
-            raise ValueError(f"adjacency sample {index} has a cycle: not a DAG")
-        depths.append(nx.dag_longest_path_length(digraph))
-    max_edges = n * (n - 1) / 2
-    density = graphs.sum(axis=(1, 2)) / max_edges if max_edges else np.zeros(len(graphs))
-    depth = np.array(depths, dtype=np.float64)
+    density = edge_density(graphs)
+    depth = batched_depths(graphs).numpy().astype(np.float64)  # raises on a cycle
     return DagStatistics(
         edge_density=float(density.mean()),
         mean_depth=float(depth.mean()),

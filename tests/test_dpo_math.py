@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from marl.algorithms.dpo.losses import SQRT_EPS, adapt_coefficient, dpo_policy_terms
-from marl.algorithms.ppo.losses import masked_mean_fn
+from marl.core.masking import masked_mean_fn
 
 TOL = 1e-9
 

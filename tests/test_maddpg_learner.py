@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from marl.algorithms.maddpg.learner import LOGGED_TERMS, MADDPGTorchLearner, joint_train_batch, split_joint_columns
-from marl.algorithms.maddpg.losses import gumbel_softmax
+from marl.core.gumbel import gumbel_softmax
 from tests.conftest import AGENTS, GAMMA, LOGITS_REG, TAU, build_maddpg_learner, hand_rows, tensor_batch
 
 @pytest.fixture()

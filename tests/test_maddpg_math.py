@@ -1,8 +1,9 @@
-"""MADDPG maths on hand-made batches: Gumbel-softmax, TD targets, losses, target nets, clipping (pure torch)."""
+"""MADDPG maths on hand-made batches: TD targets, losses, target nets, clipping (pure torch).
+
+The Gumbel-softmax its actions use is tested in tests/test_core_gumbel.py.
+"""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -16,9 +17,9 @@ from marl.algorithms.maddpg.losses import (
     clip_grad_norm_per_tensor,
     critic_loss,
     critic_targets,
-    gumbel_softmax,
     polyak_update,
 )
+from marl.core.gumbel import gumbel_softmax
 
 TOL = 1e-6
 
@@ -29,83 +30,6 @@ def t(values) -> torch.Tensor:
 
 def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-# -- Gumbel-softmax ---------------------------------------------------------------------
-
-LOGITS = [1.0, 0.0, -1.0, 2.0]
-
-
-def test_soft_samples_are_distributions_whose_argmax_follows_softmax():
-    draws = 200_000
-    logits = t(LOGITS).expand(draws, -1)
-    soft = gumbel_softmax(logits, hard=False, generator=generator(0))
-
-    assert soft.shape == (draws, 4)
-    assert torch.all(soft > 0)
-    torch.testing.assert_close(soft.sum(-1), torch.ones(draws, dtype=torch.float64), atol=1e-12, rtol=0)
-    # Gumbel-max: argmax(logits + g) ~ Categorical(softmax(logits)). (The MEAN of the soft sample is
-    # not softmax(logits), so the frequencies are those of its argmax.) Each frequency has standard
-    # error sqrt(p(1-p)/n) <= 0.0011 here; 5 of them is a bound a correct sampler breaks with
-    # probability < 1e-6 per class, and a sampler off by 0.01 (e.g. noise scaled wrongly) fails it.
-    probs = torch.softmax(t(LOGITS), -1).numpy()
-    frequencies = np.bincount(soft.argmax(-1).numpy(), minlength=4) / draws
-    tolerance = 5 * np.sqrt(probs * (1 - probs) / draws)
-    np.testing.assert_array_less(np.abs(frequencies - probs), tolerance)
-
-
-def test_no_noise_direction_is_favoured():
-    # Equal logits: every class equally likely (catches noise that is not i.i.d. per class).
-    draws = 100_000
-    soft = gumbel_softmax(torch.zeros(draws, 5), hard=False, generator=generator(1))
-    frequencies = np.bincount(soft.argmax(-1).numpy(), minlength=5) / draws
-    np.testing.assert_allclose(frequencies, 0.2, atol=5 * math.sqrt(0.2 * 0.8 / draws))
-
-
-def test_hard_sample_is_exactly_one_hot_at_the_soft_argmax():
-    logits = torch.randn(1_000, 7, generator=generator(2))
-    soft = gumbel_softmax(logits, hard=False, generator=generator(3))
-    hard = gumbel_softmax(logits, hard=True, generator=generator(3))
-    assert set(hard.unique().tolist()) == {0.0, 1.0}
-    assert torch.equal(hard.sum(-1), torch.ones(1_000))  # exact, not approximately 1
-    assert torch.equal(hard.argmax(-1), soft.argmax(-1))
-
-
-def test_hard_sample_has_the_soft_samples_gradient():
-    weights = torch.randn(64, 5, generator=generator(4))  # a loss that depends on every entry
-
-    def logits_gradient(hard: bool) -> torch.Tensor:
-        logits = torch.randn(64, 5, generator=generator(5)).requires_grad_(True)
-        sample = gumbel_softmax(logits, hard=hard, generator=generator(6))  # same noise for both
-        (weights * sample).sum().backward()
-        return logits.grad
-
-    soft_gradient, straight_through_gradient = logits_gradient(False), logits_gradient(True)
-    assert soft_gradient.abs().sum() > 0
-    torch.testing.assert_close(straight_through_gradient, soft_gradient, atol=0, rtol=0)
-
-
-def test_temperature_sharpens_the_soft_sample():
-    logits = torch.randn(500, 4, generator=generator(7))
-    hot = gumbel_softmax(logits, temperature=10.0, hard=False, generator=generator(8))
-    cold = gumbel_softmax(logits, temperature=0.01, hard=False, generator=generator(8))
-    assert cold.max(-1).values.mean() > 0.99  # nearly one-hot
-    assert hot.max(-1).values.mean() < 0.5
-    torch.testing.assert_close(cold.argmax(-1), hot.argmax(-1))  # same noise: the same argmax
-    with pytest.raises(ValueError, match="temperature"):
-        gumbel_softmax(logits, temperature=0.0, hard=False, generator=None)
-
-
-def test_gumbel_softmax_is_reproducible_with_the_generator_and_leaves_global_rng_alone():
-    logits = torch.randn(10, 5, generator=generator(9))
-    torch.manual_seed(123)
-    global_state = torch.get_rng_state()
-    first = gumbel_softmax(logits, hard=False, generator=generator(10))
-    again = gumbel_softmax(logits, hard=False, generator=generator(10))
-    other = gumbel_softmax(logits, hard=False, generator=generator(11))
-    assert torch.equal(first, again)
-    assert not torch.allclose(first, other)
-    assert torch.equal(torch.get_rng_state(), global_state)  # the noise came from our generator only
 
 
 # -- critic targets ---------------------------------------------------------------------

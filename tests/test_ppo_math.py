@@ -11,8 +11,9 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from marl.algorithms.ppo.losses import clipped_surrogate, explained_variance, masked_mean_fn, value_loss
+from marl.algorithms.ppo.losses import clipped_surrogate, explained_variance, value_loss
 from marl.algorithms.ppo.module import ActorCriticModule
+from marl.core.masking import masked_mean_fn
 from marl.core.value_norm import ValueNormalizer
 
 TOL = 1e-6
@@ -142,23 +143,6 @@ def test_value_loss_masked():
     mask = torch.tensor([1.0, 1.0, 0.0, 1.0])  # the outlier row 2 is padding
     loss = value_loss(t(VALUES), t(OLD_VALUES), t(TARGETS), masked_mean_fn(mask), huber_delta=None, clip_param=None)
     assert loss.item() == pytest.approx((0.5 + 0.005 + 0.0) / 3, abs=TOL)
-
-
-# -- masked mean ------------------------------------------------------------------------
-
-
-def test_masked_mean_ignores_masked_rows():
-    values = t([1.0, 1e6, 3.0, -1e6, 5.0])
-    assert masked_mean_fn(None)(values).item() == pytest.approx(sum([1.0, 1e6, 3.0, -1e6, 5.0]) / 5, abs=TOL)
-    bool_mask = torch.tensor([True, False, True, False, True])
-    assert masked_mean_fn(bool_mask)(values).item() == pytest.approx(3.0, abs=TOL)
-    float_mask = t([1.0, 0.0, 1.0, 0.0, 1.0])
-    assert masked_mean_fn(float_mask)(values).item() == pytest.approx(3.0, abs=TOL)
-
-
-def test_masked_mean_all_masked_is_zero():
-    values = t([2.0, 4.0])
-    assert masked_mean_fn(torch.tensor([False, False]))(values).item() == 0.0
 
 
 def test_explained_variance():

@@ -8,11 +8,12 @@ al. 2013: 16 filters 8x8 stride 4, 32 filters 4x4 stride 2) by default; `conv` s
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 from torch import nn
+
+from marl.core.networks import HIDDEN_GAIN, orthogonal_init
 
 # (out_channels, kernel, stride) per layer.
 DEFAULT_CONV: tuple[tuple[int, int, int], ...] = ((16, 8, 4), (32, 4, 2))
@@ -29,9 +30,7 @@ class ConvEncoder(nn.Module):
         channels = self.channels
         for out_channels, kernel, stride in conv:
             layer = nn.Conv2d(channels, int(out_channels), int(kernel), int(stride))
-            nn.init.orthogonal_(layer.weight, math.sqrt(2))
-            nn.init.zeros_(layer.bias)
-            layers += [layer, nn.ReLU()]
+            layers += [orthogonal_init(layer, HIDDEN_GAIN), nn.ReLU()]
             channels = int(out_channels)
         self.net = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():

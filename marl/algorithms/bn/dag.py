@@ -16,7 +16,13 @@ Differentiable DAG sampling (Chen & Zhang, ICML 2023), acyclic by construction:
 P comes from Gumbel-Sinkhorn (logits + Gumbel noise, Sinkhorn normalisation in log
 space, Hungarian matching to the nearest hard permutation) and both P and U use the
 straight-through estimator: the forward value is hard, the gradient is the soft one's.
-Every random draw comes from a ``torch.Generator`` passed in; the global RNG is never used.
+Gumbel noise and the straight-through estimator are marl/core/gumbel.py's; edge density and
+depth are marl/core/graphs.py's.
+
+Every random draw comes from the ``generator`` argument. None draws from torch's global
+generator, and that is what BNModule passes: its action sampling (torch.distributions)
+draws from the global generator as well, and RLlib seeds that one in every env runner and
+learner process. Tests pass their own generator for reproducible graphs.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from marl.core.gumbel import gumbel_noise, gumbel_softmax, straight_through
 from marl.errors import ConfigError
 
 FIXED_GRAPHS = ("empty", "full", "chain")
@@ -37,12 +44,6 @@ FIXED_GRAPHS = ("empty", "full", "chain")
 
 # ---------------------------------------------------------------------------
 # Sampling
-
-
-def gumbel_noise(shape: Sequence[int], generator: torch.Generator | None, *, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Standard Gumbel(0, 1) noise drawn from `generator` (tiny clamp keeps the logs finite)."""
-    uniform = torch.rand(tuple(shape), generator=generator, dtype=dtype, device=device)
-    return -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
 
 
 def log_sinkhorn(log_alpha: torch.Tensor, iterations: int = 20, temperature: float = 1.0) -> torch.Tensor:
@@ -68,21 +69,6 @@ def hungarian(log_soft: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(hard.reshape(log_soft.shape), dtype=log_soft.dtype, device=log_soft.device)
 
 
-class _StraightThrough(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, hard, soft):
-        return hard.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return None, grad
-
-
-def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-    """Forward value exactly `hard` (no 0.9999 from hard + soft - soft), gradient of `soft`."""
-    return _StraightThrough.apply(hard.detach(), soft)
-
-
 def sample_permutation(
     logits: torch.Tensor, generator: torch.Generator | None, *, iterations: int = 20, temperature: float = 1.0
 ) -> torch.Tensor:
@@ -91,7 +77,7 @@ def sample_permutation(
     ``P[k, j] = 1`` when agent j takes position k. Without a gradient to carry (acting in
     rollouts), the Sinkhorn iterations are skipped: they do not change the hard value.
     """
-    noisy = logits + gumbel_noise(logits.shape, generator, dtype=logits.dtype, device=logits.device)
+    noisy = logits + gumbel_noise(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
     if not (torch.is_grad_enabled() and logits.requires_grad):
         return hungarian(noisy)
     log_soft = log_sinkhorn(noisy, iterations, temperature)
@@ -105,10 +91,7 @@ def sample_edges(logits: torch.Tensor, generator: torch.Generator | None, *, tem
     over logits (l, 0).
     """
     two_class = torch.stack([logits, torch.zeros_like(logits)], dim=-1)
-    noisy = two_class + gumbel_noise(two_class.shape, generator, dtype=logits.dtype, device=logits.device)
-    soft = torch.softmax(noisy / temperature, dim=-1)[..., 0]
-    hard = (noisy[..., 0] > noisy[..., 1]).to(logits.dtype)
-    return straight_through(hard, soft)
+    return gumbel_softmax(two_class, temperature=temperature, hard=True, generator=generator)[..., 0]
 
 
 def order_mask(n: int, *, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -142,72 +125,6 @@ def sample_dag(
     else:
         permutation = sample_permutation(permutation_logits, generator, iterations=sinkhorn_iterations, temperature=temperature)
     return dag_from_permutation(permutation, sample_edges(edge_logits, generator, temperature=temperature))
-
-
-# ---------------------------------------------------------------------------
-# Graph statistics
-
-
-def edge_density(adjacency: torch.Tensor) -> torch.Tensor:
-    """rho = edges / (n(n-1)/2) per graph (...,); differentiable. 0 for n = 1."""
-    n = adjacency.shape[-1]
-    pairs = n * (n - 1) / 2
-    return adjacency.sum(dim=(-1, -2)) / max(pairs, 1.0)
-
-
-def _as_numpy_adjacency(adjacency) -> np.ndarray:
-    if isinstance(adjacency, torch.Tensor):
-        adjacency = adjacency.detach().cpu().numpy()
-    adjacency = np.asarray(adjacency)
-    if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
-        raise ValueError(f"expected one square adjacency matrix, got shape {adjacency.shape}")
-    return adjacency > 0.5
-
-
-def topological_order(adjacency) -> list[int]:
-    """Agents in an order where every parent precedes its children (Kahn; ties by index).
-
-    Raises ValueError when the graph has a cycle.
-    """
-    edges = _as_numpy_adjacency(adjacency)
-    in_degree = edges.sum(axis=0).astype(int)
-    ready = sorted(np.flatnonzero(in_degree == 0).tolist())
-    order: list[int] = []
-    while ready:
-        node = ready.pop(0)
-        order.append(node)
-        for child in np.flatnonzero(edges[node]):
-            in_degree[child] -= 1
-            if in_degree[child] == 0:
-                ready.append(int(child))
-                ready.sort()
-    if len(order) != len(edges):
-        raise ValueError("the graph has a cycle: no topological order")
-    return order
-
-
-def dag_depth(adjacency) -> int:
-    """Edges on the longest directed path (0 for the empty graph, n-1 for a full DAG)."""
-    edges = _as_numpy_adjacency(adjacency)
-    longest = np.zeros(len(edges), dtype=int)  # longest path ending at each node
-    for node in topological_order(edges):
-        for child in np.flatnonzero(edges[node]):
-            longest[child] = max(longest[child], longest[node] + 1)
-    return int(longest.max(initial=0))
-
-
-def batched_depths(adjacency: torch.Tensor) -> torch.Tensor:
-    """`dag_depth` of every DAG in a batch (..., n, n), vectorised: the largest k with A^k != 0."""
-    edges = (adjacency.detach() > 0.5).to(torch.float32)
-    depth = torch.zeros(edges.shape[:-2], dtype=torch.long, device=edges.device)
-    paths = edges
-    for k in range(1, edges.shape[-1]):  # a path in a DAG has at most n-1 edges
-        has_paths = paths.flatten(-2).amax(-1) > 0
-        if not has_paths.any():
-            break
-        depth = torch.where(has_paths, torch.full_like(depth, k), depth)
-        paths = (paths @ edges).clamp(max=1.0)
-    return depth
 
 
 # ---------------------------------------------------------------------------

@@ -26,11 +26,12 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from marl.algorithms.bn.dag import batched_depths
 from marl.algorithms.bn.module import ADJACENCY, AGENT_LOGP, DENSITY
 from marl.algorithms.common import learner_settings
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
-from marl.algorithms.ppo.losses import MaskedMean, clipped_surrogate, masked_mean_fn
+from marl.algorithms.ppo.losses import clipped_surrogate
+from marl.core.graphs import batched_depths, edge_density
+from marl.core.masking import MaskedMean, masked_mean_fn
 
 
 class BNMAPPOTorchLearner(PPOFamilyTorchLearner):
@@ -81,7 +82,7 @@ class BNMAPPOTorchLearner(PPOFamilyTorchLearner):
         """edge_density, dag_depth and edge_freq_<j>_<i> of the training pass's graphs."""
         n = adjacency.shape[-1]
         stats = {
-            "edge_density": mean(adjacency.sum(dim=(-1, -2)) / max(n * (n - 1) / 2, 1)).detach(),
+            "edge_density": mean(edge_density(adjacency)).detach(),
             "dag_depth": mean(batched_depths(adjacency).float()).detach(),
         }
         for j in range(n):

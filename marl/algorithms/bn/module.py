@@ -45,9 +45,9 @@ from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCateg
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
-from marl.algorithms.bn.dag import edge_density, sample_dag
-from marl.algorithms.ppo.module import mlp
-from marl.core.value_norm import ValueNormalizer
+from marl.algorithms.bn.dag import sample_dag
+from marl.core.graphs import edge_density
+from marl.core.networks import in_return_units, mlp, value_head
 
 AGENT_LOGP = "bn_agent_logp"
 ADJACENCY = "bn_adjacency"
@@ -86,8 +86,9 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
         n, A = self.n, self.num_actions
 
         self.actor = mlp(self.agent_dim + n * A, hidden, A, activation, out_gain=0.01)
-        self.critic = mlp(self.state_dim, hidden, 1, activation, out_gain=1.0)
-        self.value_normalizer = ValueNormalizer() if cfg.get("value_normalization", False) else None
+        self.critic, self.value_normalizer = value_head(
+            self.state_dim, hidden, activation, normalize=cfg.get("value_normalization", False)
+        )
 
         self.learned_graph = cfg["graph"] == "learned"
         if self.learned_graph:
@@ -224,7 +225,4 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
         return self.critic(self.global_state(batch[Columns.OBS])).squeeze(-1)
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
-        values = self.normalized_values(batch)
-        if self.value_normalizer is not None:
-            values = self.value_normalizer.denormalize(values)
-        return values
+        return in_return_units(self.normalized_values(batch), self.value_normalizer)

@@ -34,7 +34,7 @@ from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
 from marl.algorithms.common import learner_settings
 from marl.algorithms.dpo.losses import adapt_coefficient, dpo_policy_terms
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
-from marl.algorithms.ppo.losses import MaskedMean
+from marl.core.masking import MaskedMean
 from marl.rllib.metrics import log_terms
 
 # The learner-state key under which the coefficients are checkpointed.

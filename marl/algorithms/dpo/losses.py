@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from marl.algorithms.ppo.losses import MaskedMean
+from marl.core.masking import MaskedMean
 
 # Added under the square root; see dpo_policy_terms.
 SQRT_EPS = 1e-8

@@ -11,6 +11,8 @@ Per agent i, with x = (o_1..o_N) and actions a_1..a_N:
              and uses a'_j ~ mu^'_i^j(o'_j) (its target copy) in y_i instead of mu'_j
     clipping: each gradient tensor scaled to L2 norm <= 0.5, one tensor at a time
 
+Actions a ~ mu(o) are Gumbel-softmax samples of the actor's logits (marl/core/gumbel.py).
+
 Tested on hand-made batches without Ray (tests/test_maddpg_math.py).
 """
 
@@ -19,42 +21,9 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from marl.algorithms.ppo.losses import masked_mean_fn
-
-
-def sample_gumbel(shape: torch.Size, *, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Standard Gumbel noise g = -log(-log(u)), u ~ U(0, 1), drawn from `generator`."""
-    uniform = torch.rand(shape, generator=generator, dtype=dtype, device=device)
-    # torch.rand may return exactly 0, and -log(-log(0)) would be -inf: keep u in [tiny, 1).
-    uniform = uniform.clamp(min=torch.finfo(dtype).tiny)
-    return -torch.log(-torch.log(uniform))
-
-
-def gumbel_softmax(
-    logits: torch.Tensor, *, temperature: float = 1.0, hard: bool, generator: torch.Generator | None
-) -> torch.Tensor:
-    """A differentiable sample from Categorical(softmax(logits)), over the last dimension.
-
-    soft:  y = softmax((logits + g) / T),  g ~ Gumbel(0, 1) i.i.d.
-    hard:  forward value one_hot(argmax y), gradient that of the soft y (straight-through).
-
-    The reference (openai/maddpg) sends the SOFT sample to the environment at T = 1;
-    `hard=True` is for environments that need an integer action. The noise comes from
-    `generator` (which must live on `logits.device`); None means torch's default generator.
-    """
-    if temperature <= 0:
-        raise ValueError(f"gumbel_softmax: temperature must be > 0, got {temperature}")
-    gumbel = sample_gumbel(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
-    soft = torch.softmax((logits + gumbel) / temperature, dim=-1)
-    if not hard:
-        return soft
-    one_hot = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
-    # Straight-through: the bracket is exactly 0 in the forward pass, so the value is the one-hot,
-    # while the gradient is the soft sample's.
-    return one_hot + (soft - soft.detach())
+from marl.core.masking import masked_mean_fn
 
 
 def _require_same_shape(**tensors: torch.Tensor) -> None:

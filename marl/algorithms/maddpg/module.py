@@ -12,7 +12,7 @@ shared centralized critic knows whose return it predicts (the joint input is the
 for every agent). Observations are the adapter's flat `[own obs | agent id]` vectors
 (no global-state part: the joint input is built from the agents' own observations).
 
-Actions are Gumbel-softmax samples of the actor's logits (see losses.gumbel_softmax):
+Actions are Gumbel-softmax samples of the actor's logits (see marl/core/gumbel.py):
 - Discrete(n): straight-through (hard) one-hot; the env gets its argmax (an int);
 - Box (mpe2's `continuous_actions=True`, a 5-dim force in [0, 1]): the soft sample
   (the reference's variant, `hard: false`) or the hard one-hot, sent as is.
@@ -56,8 +56,8 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from marl.algorithms.maddpg.ensemble import SUBPOLICY, ActorEnsemble
-from marl.algorithms.maddpg.losses import gumbel_softmax
-from marl.algorithms.ppo.module import mlp
+from marl.core.gumbel import gumbel_softmax
+from marl.core.networks import mlp
 
 # Sub-networks the env runners do not need (left out of inference-only modules and weight syncs).
 TRAINING_ONLY = ["critic", "target_actor", "target_critic", "approx_policies", "target_approx_policies"]

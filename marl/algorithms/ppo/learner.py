@@ -20,7 +20,8 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
 from marl.algorithms.common import learner_settings
-from marl.algorithms.ppo.losses import MaskedMean, clipped_surrogate, explained_variance, masked_mean_fn, value_loss
+from marl.algorithms.ppo.losses import clipped_surrogate, explained_variance, value_loss
+from marl.core.masking import MaskedMean, masked_mean_fn
 from marl.rllib.metrics import log_terms
 from marl.rllib.threads import limit_learner_threads
 

@@ -6,22 +6,10 @@ batches without Ray.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 
-MaskedMean = Callable[[torch.Tensor], torch.Tensor]
-
-
-def masked_mean_fn(mask: torch.Tensor | None) -> MaskedMean:
-    """A mean over the rows where `mask` is true (all rows when there is no mask)."""
-    if mask is None:
-        return torch.mean
-    mask = mask.bool()
-    count = mask.sum().clamp(min=1)
-    # where(), not a product: a NaN in a masked-out row must not leak into the mean.
-    return lambda values: torch.where(mask, values, torch.zeros_like(values)).sum() / count
+from marl.core.masking import MaskedMean
 
 
 def clipped_surrogate(

@@ -27,26 +27,7 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from marl.core.encoders import DEFAULT_CONV, ConvEncoder, PerAgentEncoder
-from marl.core.value_norm import ValueNormalizer
-
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
-
-
-def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str, out_gain: float) -> nn.Sequential:
-    """An MLP with orthogonal init: gain sqrt(2) on hidden layers, `out_gain` on the last."""
-    layers: list[nn.Module] = []
-    sizes = [in_dim, *hidden]
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [_orthogonal(nn.Linear(fan_in, fan_out), math.sqrt(2)), ACTIVATIONS[activation]()]
-    layers.append(_orthogonal(nn.Linear(sizes[-1], out_dim), out_gain))
-    return nn.Sequential(*layers)
-
-
-def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
-    return layer
-
+from marl.core.networks import in_return_units, mlp, value_head
 
 class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
     """model_config keys: obs_dim, id_dim, state_dim, hidden, activation,
@@ -78,8 +59,9 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
             raise ValueError(f"unsupported action space {self.action_space}")
 
         self.actor = mlp(actor_in, cfg["hidden"], actor_out, cfg["activation"], out_gain=0.01)
-        self.critic = mlp(critic_in, cfg["hidden"], 1, cfg["activation"], out_gain=1.0)
-        self.value_normalizer = ValueNormalizer() if cfg.get("value_normalization", False) else None
+        self.critic, self.value_normalizer = value_head(
+            critic_in, cfg["hidden"], cfg["activation"], normalize=cfg.get("value_normalization", False)
+        )
 
     def _build_encoders(self, cfg: dict[str, Any]) -> tuple[int, int]:
         """Convolutional encoders for actor and critic; returns their MLPs' input sizes."""
@@ -126,7 +108,4 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
         """Values in return units (what GAE needs)."""
-        values = self.normalized_values(batch)
-        if self.value_normalizer is not None:
-            values = self.value_normalizer.denormalize(values)
-        return values
+        return in_return_units(self.normalized_values(batch), self.value_normalizer)
