@@ -104,3 +104,27 @@ def test_imports_point_down(module):
         if floor_of(target) > floor_of(module)
     ]
     assert not upward, "; ".join(upward)
+
+
+# Which algorithm folders build on another one, and why; any other import between two
+# algorithm folders is shared code that belongs in marl/core or marl/algorithms/common.py.
+ALGORITHM_BASES = {
+    "bn": {"ppo"},  # BN-MAPPO is MAPPO (its config, learner, clipped surrogate) plus a graph over the agents
+    "dpo": {"ppo"},  # DPO swaps the PPO family's policy loss on the same actor-critic, config and learner
+}
+
+
+def algorithm_folder(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["marl", "algorithms"] and parts[2] != "common" else None
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH.nodes if algorithm_folder(m)))
+def test_algorithm_folders_hold_only_what_is_theirs(module):
+    own = algorithm_folder(module)
+    borrowed = {
+        target
+        for target in GRAPH.successors(module)
+        if algorithm_folder(target) not in (None, own) and algorithm_folder(target) not in ALGORITHM_BASES.get(own, set())
+    }
+    assert not borrowed, f"{module} imports {sorted(borrowed)} from another algorithm's folder; move what they share to marl/core"
