@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from marl.core.keys import EDGE_DENSITY, GRAPH_TERMS, edge_frequency_key
 from marl.envs.scenario import ScenarioSpec
 from marl.training.runner import load_run_config
-
-GRAPH_COLUMNS = ("edge_density", "dag_depth", "tau", "alpha", "sparsity_penalty")
 
 
 def _graph_column(frame: pd.DataFrame, name: str) -> str | None:
@@ -24,12 +23,12 @@ def _graph_column(frame: pd.DataFrame, name: str) -> str | None:
 
 
 def dag_history(run_dir: str | Path) -> pd.DataFrame:
-    """env_steps plus the graph statistics (GRAPH_COLUMNS present in the run), one row per iteration."""
+    """env_steps plus the graph statistics (marl.core.keys.GRAPH_TERMS present in the run), one row per iteration."""
     frame = pd.read_csv(Path(run_dir) / "metrics.csv")
-    columns = {name: _graph_column(frame, name) for name in GRAPH_COLUMNS}
+    columns = {name: _graph_column(frame, name) for name in GRAPH_TERMS}
     found = {name: column for name, column in columns.items() if column is not None}
-    if "edge_density" not in found:
-        raise ValueError(f"{run_dir}: metrics.csv has no edge_density column; is it a bn_mappo run?")
+    if EDGE_DENSITY not in found:
+        raise ValueError(f"{run_dir}: metrics.csv has no {EDGE_DENSITY} column; is it a bn_mappo run?")
     return frame[["env_steps", *found.values()]].rename(columns={c: n for n, c in found.items()})
 
 
@@ -52,7 +51,7 @@ def edge_frequency(run_dir: str | Path, *, iteration: int = -1) -> pd.DataFrame:
     matrix = pd.DataFrame(0.0, index=agents, columns=agents)
     for j, parent in enumerate(agents):
         for i, child in enumerate(agents):
-            column = _graph_column(frame, f"edge_freq_{j}_{i}")
+            column = _graph_column(frame, edge_frequency_key(j, i))
             if column is not None and pd.notna(row[column]):
                 matrix.loc[parent, child] = float(row[column])
     return matrix

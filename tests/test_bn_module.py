@@ -12,7 +12,20 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
-from marl.algorithms.bn.module import ADJACENCY, AGENT_LOGP, DENSITY, SEEN_PARENT_ACTIONS
+
+from marl.core.keys import (
+    ALPHA,
+    BN_ADJACENCY,
+    BN_AGENT_LOGP,
+    BN_DENSITY,
+    BN_SEEN_PARENT_ACTIONS,
+    EDGE_DENSITY,
+    PG_LOSS,
+    SPARSITY_PENALTY,
+    SURROGATE_LOSS,
+    TAU,
+    edge_frequency_key,
+)
 from marl.experiment import load_config
 from marl.envs.team import TEAM
 from marl.errors import ConfigError
@@ -60,10 +73,10 @@ def test_rollout_acts_in_topological_order_and_each_agent_sees_its_parents_actua
     for episode in episodes:
         team = episode.agent_episodes[TEAM]
         actions = np.asarray(team.get_actions())  # (T, n)
-        adjacency = np.asarray(team.get_extra_model_outputs(ADJACENCY)).reshape(-1, N, N)
-        seen = np.asarray(team.get_extra_model_outputs(SEEN_PARENT_ACTIONS)).reshape(-1, N, N)  # [t, child, parent]
+        adjacency = np.asarray(team.get_extra_model_outputs(BN_ADJACENCY)).reshape(-1, N, N)
+        seen = np.asarray(team.get_extra_model_outputs(BN_SEEN_PARENT_ACTIONS)).reshape(-1, N, N)  # [t, child, parent]
         joint_logp = np.asarray(team.get_extra_model_outputs(Columns.ACTION_LOGP))
-        agent_logp = np.asarray(team.get_extra_model_outputs(AGENT_LOGP))
+        agent_logp = np.asarray(team.get_extra_model_outputs(BN_AGENT_LOGP))
         next_states = np.asarray(team.get_observations())[1:, -N:]  # the state closes the team observation
         np.testing.assert_array_equal(next_states, actions)  # the actions recorded are the actions taken
         np.testing.assert_allclose(joint_logp, agent_logp.sum(-1), rtol=1e-5)
@@ -94,8 +107,8 @@ def test_aloha_rollout_with_a_user_given_graph():
     for episode in episodes:
         team = episode.agent_episodes[TEAM]
         actions = np.asarray(team.get_actions())
-        seen = np.asarray(team.get_extra_model_outputs(SEEN_PARENT_ACTIONS)).reshape(-1, 10, 10)
-        for adjacency in np.asarray(team.get_extra_model_outputs(ADJACENCY)).reshape(-1, 10, 10):
+        seen = np.asarray(team.get_extra_model_outputs(BN_SEEN_PARENT_ACTIONS)).reshape(-1, 10, 10)
+        for adjacency in np.asarray(team.get_extra_model_outputs(BN_ADJACENCY)).reshape(-1, 10, 10):
             np.testing.assert_array_equal(adjacency, expected)
         np.testing.assert_array_equal(seen[:, 0, 3], actions[:, 3])
         np.testing.assert_array_equal(seen[:, 1, 0], actions[:, 0])
@@ -165,13 +178,13 @@ def test_training_forward_uses_the_stored_parents_actions():
             parents[:, :i] = F.one_hot(stored[:, :i], 2).float()  # full DAG: every earlier agent
             logits = module.actor(torch.cat([agent_obs[:, i], parents.flatten(-2)], dim=-1))
             expected = torch.log_softmax(logits, -1).gather(-1, stored[:, i : i + 1]).squeeze(-1)
-            torch.testing.assert_close(out[AGENT_LOGP][:, i], expected)
+            torch.testing.assert_close(out[BN_AGENT_LOGP][:, i], expected)
     # Changing agent 0's stored action changes what its children see, not its own term.
     flipped = stored.clone()
     flipped[:, 0] = 1 - flipped[:, 0]
     again = module.forward_train({Columns.OBS: obs, Columns.ACTIONS: flipped})
-    assert not torch.allclose(again[AGENT_LOGP][:, 1:], out[AGENT_LOGP][:, 1:])
-    assert torch.all(out[DENSITY] == 1.0)
+    assert not torch.allclose(again[BN_AGENT_LOGP][:, 1:], out[BN_AGENT_LOGP][:, 1:])
+    assert torch.all(out[BN_DENSITY] == 1.0)
 
 
 def test_learned_graph_gets_gradients_from_the_policy_term_and_the_density():
@@ -180,7 +193,7 @@ def test_learned_graph_gets_gradients_from_the_policy_term_and_the_density():
     stored = torch.randint(0, 2, (32, N), generator=torch.Generator().manual_seed(2))
     torch.manual_seed(0)
     out = module.forward_train({Columns.OBS: obs, Columns.ACTIONS: stored})
-    (out[AGENT_LOGP].sum() + out[DENSITY].sum()).backward()
+    (out[BN_AGENT_LOGP].sum() + out[BN_DENSITY].sum()).backward()
     for network in (module.edge_encoder, module.edge_decoder, module.order_net, module.actor):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in network.parameters())
 
@@ -201,7 +214,7 @@ def test_empty_dag_is_mappos_policy_input_and_decentralised_execution_ignores_th
     learned = _module("training.dag=learned")
     learned.execution_graph = "empty"
     greedy = learned.forward_inference({Columns.OBS: obs})
-    assert torch.all(greedy[ADJACENCY] == 0) and torch.all(greedy[SEEN_PARENT_ACTIONS] == -1)
+    assert torch.all(greedy[BN_ADJACENCY] == 0) and torch.all(greedy[BN_SEEN_PARENT_ACTIONS] == -1)
     with torch.no_grad():
         alone = learned.actor(torch.cat([learned.agent_observations(obs), torch.zeros(16, N, N * 2)], dim=-1))
     torch.testing.assert_close(greedy[Columns.ACTIONS], alone.argmax(-1))
@@ -221,7 +234,7 @@ def test_learner_loss_is_the_per_agent_surrogate_plus_the_sparsity_penalty():
     batch = {
         Columns.OBS: obs,
         Columns.ACTIONS: actions,
-        AGENT_LOGP: old_logp,
+        BN_AGENT_LOGP: old_logp,
         Columns.ACTION_LOGP: old_logp.sum(-1),
         Postprocessing.ADVANTAGES: advantages,
         Postprocessing.VALUE_TARGETS: torch.zeros(rows),
@@ -231,16 +244,16 @@ def test_learner_loss_is_the_per_agent_surrogate_plus_the_sparsity_penalty():
     learner.compute_loss_for_module(module_id=TEAM, config=learner.config.get_config_for_module(TEAM), batch=batch, fwd_out=fwd_out)
     logged = {k: float(v) for k, v in learner.metrics.reduce()[TEAM].items() if not isinstance(v, dict)}
 
-    ratio = torch.exp(fwd_out[AGENT_LOGP] - old_logp).detach()
+    ratio = torch.exp(fwd_out[BN_AGENT_LOGP] - old_logp).detach()
     adv = advantages[:, None]
     surrogate = -torch.min(ratio * adv, ratio.clamp(0.8, 1.2) * adv).mean()
-    penalty = 0.525 * (fwd_out[DENSITY].detach() - 0.0).abs().mean()
-    assert logged["surrogate_loss"] == pytest.approx(float(surrogate), rel=1e-5)
-    assert logged["sparsity_penalty"] == pytest.approx(float(penalty), rel=1e-5)
-    assert logged["pg_loss"] == pytest.approx(float(surrogate + penalty), rel=1e-5)
-    assert (logged["tau"], logged["alpha"]) == (0.0, pytest.approx(0.525))
-    assert logged["edge_density"] == pytest.approx(float(fwd_out[DENSITY].mean()), rel=1e-5)
-    assert {f"edge_freq_{j}_{i}" for j in range(N) for i in range(N) if i != j} <= set(logged)
+    penalty = 0.525 * (fwd_out[BN_DENSITY].detach() - 0.0).abs().mean()
+    assert logged[SURROGATE_LOSS] == pytest.approx(float(surrogate), rel=1e-5)
+    assert logged[SPARSITY_PENALTY] == pytest.approx(float(penalty), rel=1e-5)
+    assert logged[PG_LOSS] == pytest.approx(float(surrogate + penalty), rel=1e-5)
+    assert (logged[TAU], logged[ALPHA]) == (0.0, pytest.approx(0.525))
+    assert logged[EDGE_DENSITY] == pytest.approx(float(fwd_out[BN_DENSITY].mean()), rel=1e-5)
+    assert {edge_frequency_key(j, i) for j in range(N) for i in range(N) if i != j} <= set(logged)
 
 
 @pytest.mark.parametrize(

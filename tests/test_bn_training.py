@@ -4,18 +4,28 @@ coordination game, two tiny iterations, a checkpoint, and evaluation with both g
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 
 import pytest
 
 from marl.cli import main
+from marl.core.keys import (
+    ALPHA,
+    EDGE_DENSITY,
+    GRAPH_TERMS,
+    PG_LOSS,
+    PROGRESS,
+    SPARSITY_PENALTY,
+    SURROGATE_LOSS,
+    TAU,
+    edge_frequency_key,
+)
 from marl.experiment import load_config
 from marl.evaluation import evaluate, one_torch_thread
 from marl.training.checkpoints import latest_checkpoint, read_meta
 from marl.training.runner import train
-from tests.conftest import REPO
+from tests.conftest import REPO, metrics_rows
 
 TINY = [
     "resources.num_env_runners=0",
@@ -34,8 +44,8 @@ def single_torch_thread():
 
 
 def _rows(run_dir):
-    with (run_dir / "metrics.csv").open() as handle:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+    """metrics.csv as numbers (empty cells left out)."""
+    return [{k: float(v) for k, v in row.items() if v != ""} for row in metrics_rows(run_dir)]
 
 
 def test_train_checkpoint_and_evaluate_with_sampled_and_empty_graphs(tmp_path, capsys):
@@ -48,11 +58,11 @@ def test_train_checkpoint_and_evaluate_with_sampled_and_empty_graphs(tmp_path, c
     assert math.isfinite(last["episode_return_mean"])
     # Graph statistics every iteration, under stable keys.
     for row in rows:
-        for key in ("edge_density", "dag_depth", "tau", "alpha", "sparsity_penalty", "surrogate_loss", "edge_freq_0_1", "edge_freq_2_0"):
+        for key in (*GRAPH_TERMS, SURROGATE_LOSS, edge_frequency_key(0, 1), edge_frequency_key(2, 0)):
             assert f"team/{key}" in row, key
-        assert 0.0 <= row["team/edge_density"] <= 1.0
-        assert row["team/pg_loss"] == pytest.approx(row["team/surrogate_loss"] + row["team/sparsity_penalty"], abs=1e-5)
-    assert last["team/progress"] == 1.0 and last["team/tau"] == 0.0 and last["team/alpha"] == pytest.approx(1.0)
+        assert 0.0 <= row[f"team/{EDGE_DENSITY}"] <= 1.0
+        assert row[f"team/{PG_LOSS}"] == pytest.approx(row[f"team/{SURROGATE_LOSS}"] + row[f"team/{SPARSITY_PENALTY}"], abs=1e-5)
+    assert last[f"team/{PROGRESS}"] == 1.0 and last[f"team/{TAU}"] == 0.0 and last[f"team/{ALPHA}"] == pytest.approx(1.0)
 
     checkpoint = latest_checkpoint(run_dir)
     assert read_meta(checkpoint)["env_class"] == "marl.envs.team:TeamMultiAgentEnv"

@@ -16,9 +16,10 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
-from marl.algorithms.maddpg.ensemble import SUBPOLICY, ActorEnsemble
+from marl.algorithms.maddpg.ensemble import ActorEnsemble
 from marl.algorithms.maddpg.learner import MADDPGTorchLearner, joint_train_batch, split_joint_columns
 from marl.algorithms.maddpg.replay import FIELDS, JointReplayBuffer
+from marl.core.keys import SUBPOLICY
 from marl.errors import ConfigError
 from marl.evaluation import CheckpointPolicies
 from marl.training.runner import ray_session

@@ -12,8 +12,9 @@ import math
 import pytest
 import torch
 
-from marl.algorithms.maddpg.learner import INFERENCE_TERMS, MADDPGTorchLearner, joint_train_batch, split_joint_columns
+from marl.algorithms.maddpg.learner import MADDPGTorchLearner, joint_train_batch, split_joint_columns
 from marl.algorithms.maddpg.losses import approximation_loss
+from marl.core.keys import INFERENCE_TERMS
 from marl.errors import ConfigError
 from tests.conftest import AGENTS, GAMMA, LOGITS_REG, build_maddpg_learner, hand_rows, tensor_batch
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from marl.algorithms.maddpg.learner import LOGGED_TERMS, MADDPGTorchLearner, joint_train_batch, split_joint_columns
+from marl.algorithms.maddpg.learner import MADDPGTorchLearner, joint_train_batch, split_joint_columns
 from marl.core.gumbel import gumbel_softmax
+from marl.core.keys import MADDPG_TERMS
 from tests.conftest import AGENTS, GAMMA, LOGITS_REG, TAU, build_maddpg_learner, hand_rows, tensor_batch
 
 @pytest.fixture()
@@ -63,7 +64,7 @@ def test_loss_terms_match_the_papers_equations(learner_and_config, agent):
         loss = learner.compute_loss_for_module(module_id=agent, config=rllib_config, batch=tensor_batch(rows), fwd_out={})
         torch.manual_seed(7)  # the same Gumbel noise, drawn in the same order
         expected = expected_terms(learner, rows, agent)
-    logged = {term: learner.metrics.peek((agent, term)) for term in LOGGED_TERMS}
+    logged = {term: learner.metrics.peek((agent, term)) for term in MADDPG_TERMS}
     for term, value in expected.items():
         assert float(logged[term]) == pytest.approx(value, rel=1e-5, abs=1e-6), term
     assert loss.item() == pytest.approx(expected["critic_loss"] + expected["actor_loss"], rel=1e-5, abs=1e-6)
@@ -141,7 +142,7 @@ def test_update_steps_both_optimizers_then_moves_targets_by_tau(learner_and_conf
             for key, value in _state(getattr(module, target)).items():
                 expected = (1 - TAU) * before[agent][target][key] + TAU * new_online[key]
                 torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
-        for term in LOGGED_TERMS:
+        for term in MADDPG_TERMS:
             assert term in results[agent], f"{agent}/{term} not logged"
 
 

@@ -18,7 +18,8 @@ import torch
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 
 from marl.algorithms.maddpg.algorithm import REPLAY_BUFFER_FILE
-from marl.algorithms.maddpg.learner import LOGGED_TERMS
+
+from marl.core.keys import MADDPG_TERMS
 from marl.errors import ConfigError
 from marl.evaluation import RL_MODULE_PATH, CheckpointPolicies, evaluate
 from marl.training.checkpoints import latest_checkpoint, read_meta
@@ -39,7 +40,7 @@ def test_train_checkpoint_resume_and_evaluate(tmp_path):
     assert [int(r["env_steps"]) for r in rows] == [STEPS_PER_ITERATION * k for k in (1, 2, 3)]
     for row in rows:  # learning_starts (100) < one iteration's steps: updates from iteration 1 on
         for agent in AGENTS:
-            for term in LOGGED_TERMS:
+            for term in MADDPG_TERMS:
                 assert np.isfinite(float(row[f"{agent}/{term}"])), f"{agent}/{term}"
     assert any(line.startswith("iter ") and "steps/s" in line for line in lines)
     checkpoint = latest_checkpoint(run_dir)
@@ -133,7 +134,7 @@ def _first_iterations(config, iterations: int) -> list:
     algo = config.training.to_rllib(config, num_gpus_per_learner=0).build_algo()
     try:
         results = [algo.train() for _ in range(iterations)]
-        learned = [{(agent, term): float(r["learners"][agent][term]) for agent in AGENTS for term in LOGGED_TERMS} for r in results]
+        learned = [{(agent, term): float(r["learners"][agent][term]) for agent in AGENTS for term in MADDPG_TERMS} for r in results]
         returns = [r["env_runners"]["episode_return_mean"] for r in results]
         return [returns, learned, algo.replay_buffer.sample(len(algo.replay_buffer))]
     finally:

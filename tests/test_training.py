@@ -18,6 +18,7 @@ import pytest
 from marl.algorithms.common import policy_mapping
 from marl.algorithms.dpo.losses import adapt_coefficient
 from marl.experiment import build_config
+from marl.core.keys import BETA_KL, BETA_SQRT_KL, CLIP_FRAC, KL, MADDPG_TERMS, PPO_TERMS, SQRT_KL, SURROGATE_LOSS
 from marl.evaluation import evaluate
 from marl.experiment.registry import ALGORITHMS
 from marl.training.checkpoints import complete_checkpoints, latest_checkpoint, read_meta
@@ -53,12 +54,11 @@ SCENARIOS = {
 # The scenarios' agents, to name the policies each sharing mode gives.
 AGENTS = {"simple_spread": ["agent_0", "agent_1", "agent_2"], "simple_speaker_listener": ["speaker_0", "listener_0"]}
 # Logged per policy by every algorithm of the PPO family, and by each algorithm on top.
-PPO_TERMS = ("pg_loss", "vf_loss", "entropy", "approx_kl", "explained_var", "total_loss")
 LOGGED_TERMS = {
-    "ippo": PPO_TERMS + ("clip_frac",),
-    "mappo": PPO_TERMS + ("clip_frac",),
-    "dpo": PPO_TERMS + ("beta_kl", "beta_sqrt_kl", "kl", "sqrt_kl", "surrogate_loss"),
-    "maddpg": ("critic_loss", "actor_loss", "q_mean", "target_q_mean", "logits_reg"),
+    "ippo": PPO_TERMS + (CLIP_FRAC,),
+    "mappo": PPO_TERMS + (CLIP_FRAC,),
+    "dpo": PPO_TERMS + (BETA_KL, BETA_SQRT_KL, KL, SQRT_KL, SURROGATE_LOSS),
+    "maddpg": MADDPG_TERMS,
 }
 
 

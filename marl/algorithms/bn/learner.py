@@ -26,11 +26,25 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from marl.algorithms.bn.module import ADJACENCY, AGENT_LOGP, DENSITY
+
 from marl.algorithms.common import learner_settings
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
 from marl.algorithms.ppo.losses import clipped_surrogate
 from marl.core.graphs import batched_depths, edge_density
+from marl.core.keys import (
+    ALPHA,
+    BN_ADJACENCY,
+    BN_AGENT_LOGP,
+    BN_DENSITY,
+    DAG_DEPTH,
+    EDGE_DENSITY,
+    PG_LOSS,
+    PROGRESS,
+    SPARSITY_PENALTY,
+    SURROGATE_LOSS,
+    TAU,
+    edge_frequency_key,
+)
 from marl.core.masking import MaskedMean, masked_mean_fn
 
 
@@ -53,28 +67,28 @@ class BNMAPPOTorchLearner(PPOFamilyTorchLearner):
 
     @override(PPOFamilyTorchLearner)
     def policy_loss(self, *, module_id, config, batch, fwd_out, dist, mean: MaskedMean) -> dict[str, torch.Tensor]:
-        logp = fwd_out[AGENT_LOGP]  # (B, n)
+        logp = fwd_out[BN_AGENT_LOGP]  # (B, n)
         mask = batch.get(Columns.LOSS_MASK)
         per_agent_mean = masked_mean_fn(mask.unsqueeze(-1).expand_as(logp) if mask is not None else None)
         advantages = batch[Postprocessing.ADVANTAGES].unsqueeze(-1).expand_as(logp)
-        terms = clipped_surrogate(logp, batch[AGENT_LOGP], advantages, config.clip_param, per_agent_mean)
+        terms = clipped_surrogate(logp, batch[BN_AGENT_LOGP], advantages, config.clip_param, per_agent_mean)
 
-        density = fwd_out[DENSITY]
+        density = fwd_out[BN_DENSITY]
         tau, alpha = self.schedule.tau(self.progress), self.schedule.alpha(self.progress)
         if self.learned_graph:
             penalty = alpha * mean((density - tau).abs())  # dag.sparsity_penalty, over unmasked rows
         else:
             penalty = torch.zeros((), device=logp.device)  # a fixed graph has nothing to anneal
-        surrogate = terms["pg_loss"]
+        surrogate = terms[PG_LOSS]
         return {
             **terms,
-            "pg_loss": surrogate + penalty,
-            "surrogate_loss": surrogate.detach(),
-            "sparsity_penalty": penalty.detach(),
-            "tau": torch.tensor(tau),
-            "alpha": torch.tensor(alpha),
-            "progress": torch.tensor(self.progress),
-            **self._graph_statistics(fwd_out[ADJACENCY], mean),
+            PG_LOSS: surrogate + penalty,
+            SURROGATE_LOSS: surrogate.detach(),
+            SPARSITY_PENALTY: penalty.detach(),
+            TAU: torch.tensor(tau),
+            ALPHA: torch.tensor(alpha),
+            PROGRESS: torch.tensor(self.progress),
+            **self._graph_statistics(fwd_out[BN_ADJACENCY], mean),
         }
 
     @staticmethod
@@ -82,12 +96,12 @@ class BNMAPPOTorchLearner(PPOFamilyTorchLearner):
         """edge_density, dag_depth and edge_freq_<j>_<i> of the training pass's graphs."""
         n = adjacency.shape[-1]
         stats = {
-            "edge_density": mean(edge_density(adjacency)).detach(),
-            "dag_depth": mean(batched_depths(adjacency).float()).detach(),
+            EDGE_DENSITY: mean(edge_density(adjacency)).detach(),
+            DAG_DEPTH: mean(batched_depths(adjacency).float()).detach(),
         }
         for j in range(n):
             for i in range(n):
                 if i != j:
-                    stats[f"edge_freq_{j}_{i}"] = mean(adjacency[..., j, i]).detach()
+                    stats[edge_frequency_key(j, i)] = mean(adjacency[..., j, i]).detach()
         return stats
 

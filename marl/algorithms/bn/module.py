@@ -47,12 +47,9 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from marl.algorithms.bn.dag import sample_dag
 from marl.core.graphs import edge_density
+from marl.core.keys import BN_ADJACENCY, BN_AGENT_LOGP, BN_DENSITY, BN_SEEN_PARENT_ACTIONS
 from marl.core.networks import in_return_units, mlp, value_head
 
-AGENT_LOGP = "bn_agent_logp"
-ADJACENCY = "bn_adjacency"
-SEEN_PARENT_ACTIONS = "bn_seen_parent_actions"
-DENSITY = "bn_density"
 EXECUTION_GRAPHS = ("sampled", "empty")
 
 
@@ -188,9 +185,9 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
             Columns.ACTIONS: actions,
             Columns.ACTION_LOGP: agent_logp.sum(dim=-1),
             Columns.ACTION_DIST_INPUTS: logits.flatten(-2),
-            AGENT_LOGP: agent_logp,
-            ADJACENCY: adjacency.flatten(-2),
-            SEEN_PARENT_ACTIONS: seen.flatten(-2),
+            BN_AGENT_LOGP: agent_logp,
+            BN_ADJACENCY: adjacency.flatten(-2),
+            BN_SEEN_PARENT_ACTIONS: seen.flatten(-2),
         }
 
     # -- RLModule forward passes -------------------------------------------------------------
@@ -211,9 +208,9 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
         agent_logp = torch.log_softmax(logits, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         return {
             Columns.ACTION_DIST_INPUTS: logits.flatten(-2),
-            AGENT_LOGP: agent_logp,
-            DENSITY: edge_density(adjacency),
-            ADJACENCY: adjacency.detach(),
+            BN_AGENT_LOGP: agent_logp,
+            BN_DENSITY: edge_density(adjacency),
+            BN_ADJACENCY: adjacency.detach(),
         }
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
 from marl.algorithms.common import learner_settings
 from marl.algorithms.dpo.losses import adapt_coefficient, dpo_policy_terms
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
+from marl.core.keys import BETA_KL, BETA_SQRT_KL, KL, SQRT_KL
 from marl.core.masking import MaskedMean
 from marl.rllib.metrics import log_terms
 
@@ -78,12 +79,12 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
             beta_kl,
             mean,
         )
-        kl = terms["kl"].detach()
+        kl = terms[KL].detach()
         self._divergence_sums[module_id] = self._divergence_sums.get(module_id, 0.0) + torch.stack(
-            [kl, terms["sqrt_kl"].detach(), torch.ones_like(kl)]
+            [kl, terms[SQRT_KL].detach(), torch.ones_like(kl)]
         )
         # Copies: the variables change in place when adapted, before metrics are reduced.
-        return {**terms, "beta_kl": beta_kl.detach().clone(), "beta_sqrt_kl": beta_sqrt_kl.detach().clone()}
+        return {**terms, BETA_KL: beta_kl.detach().clone(), BETA_SQRT_KL: beta_sqrt_kl.detach().clone()}
 
     # -- adaptation ------------------------------------------------------------------
     @override(PPOFamilyTorchLearner)
@@ -112,7 +113,7 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
         for module_id, (kl, sqrt_kl) in measured.items():
             # Replace the last minibatch's values (window 1) with the iteration means
             # the coefficients were adapted from.
-            log_terms(self.metrics, {"kl": kl, "sqrt_kl": sqrt_kl}, key=module_id)
+            log_terms(self.metrics, {KL: kl, SQRT_KL: sqrt_kl}, key=module_id)
 
     def _measured_divergences(self) -> dict[str, tuple[float, float]]:
         """module -> (mean KL, mean sqrt-KL) over this iteration's minibatches.
@@ -140,8 +141,8 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
         if self._check_component(COEFFICIENTS_STATE_KEY, components, not_components):
             state[COEFFICIENTS_STATE_KEY] = {
                 module_id: {
-                    "beta_kl": self.beta_kl_per_module[module_id].item(),
-                    "beta_sqrt_kl": self.beta_sqrt_kl_per_module[module_id].item(),
+                    BETA_KL: self.beta_kl_per_module[module_id].item(),
+                    BETA_SQRT_KL: self.beta_sqrt_kl_per_module[module_id].item(),
                 }
                 for module_id in self.module.keys()
             }
@@ -151,8 +152,8 @@ class DPOTorchLearner(PPOFamilyTorchLearner):
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         for module_id, coefficients in state.get(COEFFICIENTS_STATE_KEY, {}).items():
-            self.beta_kl_per_module[module_id].fill_(coefficients["beta_kl"])
-            self.beta_sqrt_kl_per_module[module_id].fill_(coefficients["beta_sqrt_kl"])
+            self.beta_kl_per_module[module_id].fill_(coefficients[BETA_KL])
+            self.beta_sqrt_kl_per_module[module_id].fill_(coefficients[BETA_SQRT_KL])
 
     @override(PPOFamilyTorchLearner)
     def remove_module(self, module_id, **kwargs):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from marl.core.keys import APPROX_KL, KL, PG_LOSS, RATIO_MEAN, SQRT_KL, SURROGATE_LOSS
 from marl.core.masking import MaskedMean
 
 # Added under the square root; see dpo_policy_terms.
@@ -49,12 +50,12 @@ def dpo_policy_terms(
     sqrt_kl = mean(torch.sqrt(kl.clamp(min=0.0) + sqrt_eps))
     mean_kl = mean(kl)
     return {
-        "surrogate_loss": surrogate,
-        "sqrt_kl": sqrt_kl,
-        "kl": mean_kl,
-        "pg_loss": surrogate + beta_sqrt * sqrt_kl + beta_kl * mean_kl,
-        "approx_kl": mean((ratio - 1.0) - log_ratio).detach(),
-        "ratio_mean": mean(ratio).detach(),
+        SURROGATE_LOSS: surrogate,
+        SQRT_KL: sqrt_kl,
+        KL: mean_kl,
+        PG_LOSS: surrogate + beta_sqrt * sqrt_kl + beta_kl * mean_kl,
+        APPROX_KL: mean((ratio - 1.0) - log_ratio).detach(),
+        RATIO_MEAN: mean(ratio).detach(),
     }
 
 

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 from ray.rllib.connectors.connector_v2 import ConnectorV2
-from torch import nn
 from ray.rllib.utils.annotations import override
+from torch import nn
 
-from marl.algorithms.maddpg.replay import SUBPOLICY  # batch column / extra model output / replay field
+from marl.core.keys import SUBPOLICY
 from marl.rllib.ordering import single_agent_episodes_in_order
 
 

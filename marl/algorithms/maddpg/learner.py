@@ -50,12 +50,10 @@ from marl.algorithms.maddpg.losses import (
     critic_targets,
     polyak_update,
 )
-from marl.algorithms.maddpg.replay import ENSEMBLE_FIELDS, SUBPOLICY, Rows
+from marl.algorithms.maddpg.replay import ENSEMBLE_FIELDS, Rows
+from marl.core.keys import ACTOR_LOSS, APPROX_LOSS, CRITIC_LOSS, INFERENCE_TERMS, LOGITS_REG, MADDPG_TERMS, Q_MEAN, SUBPOLICY, TARGET_Q_MEAN
 from marl.rllib.metrics import log_terms
 from marl.rllib.threads import limit_learner_threads
-
-LOGGED_TERMS = ("critic_loss", "actor_loss", "q_mean", "target_q_mean", "logits_reg")
-INFERENCE_TERMS = ("approx_loss", "approx_nll", "approx_entropy")  # logged too with infer_policies
 
 
 def joint_column(field: str, agent: str) -> str:
@@ -120,11 +118,11 @@ class MADDPGTorchLearner(TorchLearner):
         ]
         # A module controlling several agents (parameter sharing) averages their terms.
         terms = {name: torch.stack([t[name] for t in per_agent]).mean() for name in per_agent[0]}
-        loss = terms["critic_loss"] + terms["actor_loss"]
-        logged = {name: terms[name].detach() for name in LOGGED_TERMS}
+        loss = terms[CRITIC_LOSS] + terms[ACTOR_LOSS]
+        logged = {name: terms[name].detach() for name in MADDPG_TERMS}
         if hasattr(module, "approx_policies"):
             inference = self.approximation_terms(module, joint, entropy_coeff=settings.training.infer_entropy_coeff)
-            loss = loss + inference["approx_loss"]
+            loss = loss + inference[APPROX_LOSS]
             logged.update({name: inference[name].detach() for name in INFERENCE_TERMS})
         log_terms(self.metrics, logged, key=module_id)
         return loss
@@ -174,11 +172,11 @@ class MADDPGTorchLearner(TorchLearner):
 
         masked = mask.bool()
         return {
-            "critic_loss": critic_loss(q, targets, mask=mask),
-            "actor_loss": actor["actor_loss"],
-            "q_mean": q.detach()[masked].mean() if masked.any() else q.new_zeros(()),
-            "target_q_mean": targets[masked].mean() if masked.any() else targets.new_zeros(()),
-            "logits_reg": actor["logits_reg_term"],
+            CRITIC_LOSS: critic_loss(q, targets, mask=mask),
+            ACTOR_LOSS: actor[ACTOR_LOSS],
+            Q_MEAN: q.detach()[masked].mean() if masked.any() else q.new_zeros(()),
+            TARGET_Q_MEAN: targets[masked].mean() if masked.any() else targets.new_zeros(()),
+            LOGITS_REG: actor["logits_reg_term"],
         }
 
     # -- after the gradient step -----------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from marl.core.keys import ACTOR_LOSS, APPROX_ENTROPY, APPROX_LOSS, APPROX_NLL, Q_MEAN
 from marl.core.masking import masked_mean_fn
 
 
@@ -80,8 +81,8 @@ def actor_loss(
     q_mean = mean(q_of_own_fresh_action)
     logits_reg_term = logits_reg * mean((logits**2).mean(dim=-1))
     return {
-        "actor_loss": -q_mean + logits_reg_term,
-        "q_mean": q_mean.detach(),
+        ACTOR_LOSS: -q_mean + logits_reg_term,
+        Q_MEAN: q_mean.detach(),
         "logits_reg_term": logits_reg_term.detach(),
     }
 
@@ -106,7 +107,7 @@ def approximation_loss(
     log_probs = torch.log_softmax(logits, dim=-1)
     nll = mean(-(observed_actions * log_probs).sum(dim=-1))
     entropy = mean(-(log_probs.exp() * log_probs).sum(dim=-1))
-    return {"approx_loss": nll - entropy_coeff * entropy, "approx_nll": nll.detach(), "approx_entropy": entropy.detach()}
+    return {APPROX_LOSS: nll - entropy_coeff * entropy, APPROX_NLL: nll.detach(), APPROX_ENTROPY: entropy.detach()}
 
 
 def call_with_frozen_params(module: nn.Module, *args: Any, **kwargs: Any) -> Any:

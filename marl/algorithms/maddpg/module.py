@@ -55,8 +55,9 @@ from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorica
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
-from marl.algorithms.maddpg.ensemble import SUBPOLICY, ActorEnsemble
+from marl.algorithms.maddpg.ensemble import ActorEnsemble
 from marl.core.gumbel import gumbel_softmax
+from marl.core.keys import SUBPOLICY
 from marl.core.networks import mlp
 
 # Sub-networks the env runners do not need (left out of inference-only modules and weight syncs).

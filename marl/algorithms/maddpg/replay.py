@@ -22,6 +22,7 @@ RLlib flags this reads).
 
 from __future__ import annotations
 
+from marl.core.keys import SUBPOLICY
 import json
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,7 +32,6 @@ import numpy as np
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "mask")
-SUBPOLICY = "subpolicy"  # the extra field of ensembles (also the env runner's batch column)
 ENSEMBLE_FIELDS = (*FIELDS, SUBPOLICY)
 
 Rows = dict[str, dict[str, np.ndarray]]  # agent -> field -> (N, ...) array

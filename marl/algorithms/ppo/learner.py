@@ -21,6 +21,7 @@ from ray.rllib.utils.annotations import override
 
 from marl.algorithms.common import learner_settings
 from marl.algorithms.ppo.losses import clipped_surrogate, explained_variance, value_loss
+from marl.core.keys import ENTROPY, EXPLAINED_VAR, PG_LOSS, TOTAL_LOSS, VF_LOSS
 from marl.core.masking import MaskedMean, masked_mean_fn
 from marl.rllib.metrics import log_terms
 from marl.rllib.threads import limit_learner_threads
@@ -85,18 +86,18 @@ class PPOFamilyTorchLearner(PPOTorchLearner):
             clip_param=training.value_clip_param,
         )
         entropy_coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
-        total_loss = policy["pg_loss"] + config.vf_loss_coeff * vf_loss - entropy_coeff * entropy
+        total_loss = policy[PG_LOSS] + config.vf_loss_coeff * vf_loss - entropy_coeff * entropy
 
         log_terms(
             self.metrics,
             {
                 **policy,
-                "vf_loss": vf_loss.detach(),
-                "entropy": entropy.detach(),
-                "explained_var": explained_variance(
+                VF_LOSS: vf_loss.detach(),
+                ENTROPY: entropy.detach(),
+                EXPLAINED_VAR: explained_variance(
                     targets[mask] if mask is not None else targets, values.detach()[mask] if mask is not None else values.detach()
                 ),
-                "total_loss": total_loss.detach(),
+                TOTAL_LOSS: total_loss.detach(),
             },
             key=module_id,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from marl.core.keys import APPROX_KL, CLIP_FRAC, PG_LOSS, RATIO_MEAN
 from marl.core.masking import MaskedMean
 
 
@@ -26,10 +27,10 @@ def clipped_surrogate(
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_param, 1.0 + clip_param) * advantages
     return {
-        "pg_loss": -mean(torch.min(unclipped, clipped)),
-        "approx_kl": mean((ratio - 1.0) - log_ratio).detach(),
-        "clip_frac": mean(((ratio - 1.0).abs() > clip_param).float()).detach(),
-        "ratio_mean": mean(ratio).detach(),
+        PG_LOSS: -mean(torch.min(unclipped, clipped)),
+        APPROX_KL: mean((ratio - 1.0) - log_ratio).detach(),
+        CLIP_FRAC: mean(((ratio - 1.0).abs() > clip_param).float()).detach(),
+        RATIO_MEAN: mean(ratio).detach(),
     }
 
 
