@@ -48,6 +48,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from marl.algorithms.bn.dag import edge_density, sample_dag
 from marl.algorithms.ppo.module import mlp
 from marl.core.value_norm import ValueNormalizer
+from marl.rllib.acting import EpisodeRandomness, ModuleActions, drawing_from
 
 AGENT_LOGP = "bn_agent_logp"
 ADJACENCY = "bn_adjacency"
@@ -228,3 +229,22 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
         if self.value_normalizer is not None:
             values = self.value_normalizer.denormalize(values)
         return values
+
+    # -- acting outside RLlib (marl/rllib/acting.py) -----------------------------------------------
+    @torch.no_grad()
+    def act_in_evaluation(self, obs: torch.Tensor, *, explore: bool, randomness: EpisodeRandomness, memory: list[Any]) -> ModuleActions:
+        """The team's actions over `execution_graph`, as the env runners act (exploring: sampled,
+        else greedy in each round). Details per team: `agent_probabilities` (n, A), each agent's
+        action probabilities given its parents' actual actions, and `adjacency` (n, n), the graph
+        it acted on, [j, i] = 1 when j is a parent of i."""
+        with drawing_from(randomness.torch):
+            output = self.forward_exploration({Columns.OBS: obs}) if explore else self.forward_inference({Columns.OBS: obs})
+        rows = obs.shape[0]
+        logits = output[Columns.ACTION_DIST_INPUTS].reshape(rows, self.n, self.num_actions)
+        return ModuleActions(
+            output[Columns.ACTIONS].numpy(),
+            details={
+                "agent_probabilities": torch.softmax(logits, dim=-1).numpy(),
+                "adjacency": output[ADJACENCY].reshape(rows, self.n, self.n).numpy(),
+            },
+        )

@@ -28,6 +28,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from marl.core.encoders import DEFAULT_CONV, ConvEncoder, PerAgentEncoder
 from marl.core.value_norm import ValueNormalizer
+from marl.rllib.acting import EpisodeRandomness, ModuleActions, act_with_distribution
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -130,3 +131,8 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
         if self.value_normalizer is not None:
             values = self.value_normalizer.denormalize(values)
         return values
+
+    # -- acting outside RLlib (marl/rllib/acting.py) ----------------------------------
+    def act_in_evaluation(self, obs: torch.Tensor, *, explore: bool, randomness: EpisodeRandomness, memory: list[Any]) -> ModuleActions:
+        """A sample of the actor's distribution (exploring) or its mode; Discrete actions with their probabilities."""
+        return act_with_distribution(self, {Columns.OBS: obs}, explore=explore, generator=randomness.torch)
