@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from coordination.metrics import policy_diversity, social_influence
-from marl.evaluation import CheckpointPolicies
+from marl.evaluation import CheckpointPolicies, EpisodeRecorder, Step, run_episodes
 
 
 @dataclass(frozen=True)
@@ -72,15 +72,7 @@ class Intervention:
 
 
 def _policies(checkpoint: str | Path | CheckpointPolicies) -> CheckpointPolicies:
-    return checkpoint if isinstance(checkpoint, CheckpointPolicies) else CheckpointPolicies(checkpoint)
-
-
-def _start_episode(env, policies: CheckpointPolicies, seed: int) -> dict[str, np.ndarray]:
-    """Reset the scenario with `seed` and draw the episode's ensemble sub-policies, as
-    `marl evaluate` does; the first observations."""
-    observations, _ = env.reset(seed=seed)
-    policies.start_episode(list(env.possible_agents), np.random.default_rng(seed))
-    return observations
+    return checkpoint if isinstance(checkpoint, CheckpointPolicies) else CheckpointPolicies.from_checkpoint(checkpoint)
 
 
 def world_state_fields(env) -> dict[str, dict[str, float]]:
@@ -126,29 +118,34 @@ def collect_rollouts(
     """Run `episodes` episodes (seeds seed, seed+1, ...) and return one row per (episode, step, agent)."""
     policies = _policies(checkpoint)
     env = policies.make_env(seed=seed)
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, Any]] = []
+    dataset = DatasetRecorder(intervention, np.random.default_rng(seed))
     try:
-        for episode in range(episodes):
-            observations = _start_episode(env, policies, seed + episode)
-            step = 0
-            while True:
-                state = world_state_fields(env.env)
-                actions, probabilities = policies.act_with_probabilities(observations, env.action_spaces, explore=explore)
-                if intervention is not None:
-                    actions = intervention.apply(actions, env.action_spaces, rng)
-                observations, rewards, terminateds, truncateds, _ = env.step(actions)
-                if hasattr(env, "team_agents"):  # a joint policy: one row per team agent, with its parents
-                    rows += _team_rows(episode, step, env, actions, policies, state)
-                else:
-                    for agent, action in actions.items():
-                        rows.append(_row(episode, step, agent, action, probabilities.get(agent), rewards.get(agent, 0.0), state.get(agent, {})))
-                step += 1
-                if terminateds["__all__"] or truncateds["__all__"]:
-                    break
+        run_episodes(policies, env, dataset, episodes=episodes, seed=seed, explore=explore)
     finally:
         env.close()
-    return pd.DataFrame(rows)
+    return pd.DataFrame(dataset.rows)
+
+
+class DatasetRecorder(EpisodeRecorder):
+    """`collect_rollouts`' rows; applies the intervention, drawing from `rng`."""
+
+    def __init__(self, intervention: Intervention | None, rng: np.random.Generator):
+        self.intervention, self.rng = intervention, rng
+        self.rows: list[dict[str, Any]] = []
+
+    def before_step(self, env, step: Step) -> None:
+        self.state = world_state_fields(env.env)
+        if self.intervention is not None:
+            step.actions = self.intervention.apply(step.actions, env.action_spaces, self.rng)
+
+    def after_step(self, env, step: Step) -> None:
+        if hasattr(env, "team_agents"):  # a joint policy: one row per team agent, with its parents
+            self.rows += _team_rows(step, env, self.state)
+            return
+        for agent, action in step.actions.items():
+            self.rows.append(
+                _row(step.episode, step.step, agent, action, step.chosen.probabilities.get(agent), step.rewards.get(agent, 0.0), self.state.get(agent, {}))
+            )
 
 
 def _row(episode: int, step: int, agent: str, action, probabilities, reward: float, state: dict[str, float]) -> dict[str, Any]:
@@ -164,17 +161,17 @@ def _row(episode: int, step: int, agent: str, action, probabilities, reward: flo
     return row
 
 
-def _team_rows(episode: int, step: int, env, actions: dict[str, Any], policies: CheckpointPolicies, state) -> list[dict[str, Any]]:
+def _team_rows(step: Step, env, state) -> list[dict[str, Any]]:
     """Rows of a joint (Bayesian-network) policy's step: each team agent's action, its action
     probabilities given its parents' actual actions, its own reward, and `parent_<agent>` = 1
     for each agent it conditioned on (the sampled graph; all 0 under the empty graph)."""
-    (team, joint), = actions.items()
-    output = policies.last_joint_output[team]
+    (team, joint), = step.actions.items()
+    details = step.chosen.details[team]
     rows = []
     for i, agent in enumerate(env.team_agents):
-        row = _row(episode, step, agent, int(np.asarray(joint).reshape(-1)[i]), output["probabilities"][i],
+        row = _row(step.episode, step.step, agent, int(np.asarray(joint).reshape(-1)[i]), details["agent_probabilities"][i],
                    env.agent_rewards.get(agent, 0.0), state.get(agent, {}))
-        row.update({f"parent_{other}": float(output["adjacency"][j, i]) for j, other in enumerate(env.team_agents) if j != i})
+        row.update({f"parent_{other}": float(details["adjacency"][j, i]) for j, other in enumerate(env.team_agents) if j != i})
         rows.append(row)
     return rows
 
@@ -219,32 +216,42 @@ def influence_matrix(checkpoint: str | Path | CheckpointPolicies, *, episodes: i
     """
     policies = _policies(checkpoint)
     env = policies.make_env(seed=seed)
-    agents = list(env.possible_agents)
-    discrete = [a for a in agents if not env.action_spaces[a].shape]
-    totals = pd.DataFrame(0.0, index=agents, columns=agents)
-    counts = pd.DataFrame(0, index=agents, columns=agents)
+    influence = InfluenceRecorder(policies, list(env.possible_agents), [a for a in env.possible_agents if not env.action_spaces[a].shape])
     try:
-        for episode in range(episodes):
-            observations = _start_episode(env, policies, seed + episode)
-            while True:
-                actions, probabilities = policies.act_with_probabilities(observations, env.action_spaces, explore=False)
-                state = WorldSnapshot(env)
-                counterfactual = {k: _next_distributions(policies, env, state, actions, k) for k in discrete if k in actions}
-                state.restore(env)
-                observations, _, terminateds, truncateds, _ = env.step(actions)
-                if terminateds["__all__"] or truncateds["__all__"]:
-                    break
-                _, actual_next = policies.act_with_probabilities(observations, env.action_spaces, explore=False)
-                for k, alternatives in counterfactual.items():
-                    for j in discrete:
-                        if j == k or j not in actual_next or any(j not in c for c in alternatives):
-                            continue
-                        rows = np.stack([c[j] for c in alternatives])
-                        totals.loc[k, j] += social_influence(actual_next[j], rows, probabilities[k])
-                        counts.loc[k, j] += 1
+        run_episodes(policies, env, influence, episodes=episodes, seed=seed, explore=False)
     finally:
         env.close()
-    return totals / counts.where(counts > 0)
+    return influence.totals / influence.counts.where(influence.counts > 0)
+
+
+class InfluenceRecorder(EpisodeRecorder):
+    """`influence_matrix`'s sums: at each step, every discrete agent k's alternative actions are
+    played from a snapshot of the world; the next step's actual distributions complete the terms."""
+
+    def __init__(self, policies: CheckpointPolicies, agents: list[str], discrete: list[str]):
+        self.policies, self.discrete = policies, discrete
+        self.totals = pd.DataFrame(0.0, index=agents, columns=agents)
+        self.counts = pd.DataFrame(0, index=agents, columns=agents)
+
+    def start(self, env, episode: int) -> None:
+        self.previous = None  # the last step's (counterfactual next distributions, k's probabilities)
+
+    def before_step(self, env, step: Step) -> None:
+        if self.previous is not None:
+            self._add(*self.previous, actual_next=step.chosen.probabilities)
+        state = WorldSnapshot(env)
+        counterfactual = {k: _next_distributions(self.policies, env, state, step.actions, k) for k in self.discrete if k in step.actions}
+        state.restore(env)
+        self.previous = counterfactual, step.chosen.probabilities
+
+    def _add(self, counterfactual, probabilities, *, actual_next) -> None:
+        for k, alternatives in counterfactual.items():
+            for j in self.discrete:
+                if j == k or j not in actual_next or any(j not in c for c in alternatives):
+                    continue
+                rows = np.stack([c[j] for c in alternatives])
+                self.totals.loc[k, j] += social_influence(actual_next[j], rows, probabilities[k])
+                self.counts.loc[k, j] += 1
 
 
 class WorldSnapshot:
@@ -278,7 +285,7 @@ def _next_distributions(policies: CheckpointPolicies, env, state: WorldSnapshot,
     for alternative in range(env.action_spaces[agent].n):
         state.restore(env)
         observations, *_ = env.step({**actions, agent: alternative})
-        results.append(policies.act_with_probabilities(observations, env.action_spaces, explore=False)[1])
+        results.append(policies.act(observations, env.action_spaces, explore=False).probabilities)
     return results
 
 
@@ -298,26 +305,29 @@ def diversity_matrix(checkpoint: str | Path | CheckpointPolicies, *, episodes: i
     groups: dict[tuple, list[str]] = {}
     for agent in agents:
         groups.setdefault((env.layouts[agent].obs_dim, env.action_spaces[agent].n), []).append(agent)
-    seen: dict[str, list[np.ndarray]] = {agent: [] for agent in agents}
+    seen = ObservationsRecorder(agents)
     try:
-        for episode in range(episodes):
-            observations = _start_episode(env, policies, seed + episode)
-            while True:
-                for agent in agents:
-                    if agent in observations:
-                        seen[agent].append(np.asarray(observations[agent]))
-                actions = policies.act(observations, env.action_spaces, explore=False)
-                observations, _, terminateds, truncateds, _ = env.step(actions)
-                if terminateds["__all__"] or truncateds["__all__"]:
-                    break
+        run_episodes(policies, env, seen, episodes=episodes, seed=seed, explore=False)
         matrix = pd.DataFrame(np.nan, index=env.possible_agents, columns=env.possible_agents)
         for members in groups.values():
-            states = np.concatenate([np.stack(seen[a]) for a in members])
+            states = np.concatenate([np.stack(seen.observations[a]) for a in members])
             probabilities = {agent: _policy_on(policies, env, agent, states) for agent in members}
             matrix.loc[members, members] = policy_diversity(probabilities).to_numpy()
     finally:
         env.close()
     return matrix
+
+
+class ObservationsRecorder(EpisodeRecorder):
+    """Every observation each of `agents` acted on."""
+
+    def __init__(self, agents: list[str]):
+        self.observations: dict[str, list[np.ndarray]] = {agent: [] for agent in agents}
+
+    def before_step(self, env, step: Step) -> None:
+        for agent, seen in self.observations.items():
+            if agent in step.observations:
+                seen.append(np.asarray(step.observations[agent]))
 
 
 def _policy_on(policies: CheckpointPolicies, env, agent: str, states: np.ndarray) -> np.ndarray:
@@ -326,4 +336,4 @@ def _policy_on(policies: CheckpointPolicies, env, agent: str, states: np.ndarray
     states = states.copy()
     if layout.id_dim:
         states[:, layout.obs_dim : layout.obs_dim + layout.id_dim] = env._agent_ids[agent]
-    return np.stack([policies.act_with_probabilities({agent: row}, env.action_spaces, explore=False)[1][agent] for row in states])
+    return np.stack([policies.act({agent: row}, env.action_spaces, explore=False).probabilities[agent] for row in states])

@@ -12,29 +12,33 @@ summed per team (`teams_of`).
 Joint (Bayesian-network) policies (bn_mappo) act for the whole team at once and can
 run with two execution graphs: `sampled` (agents see their parents' actions, as in
 training) and `empty` (decentralised: nobody sees anybody's action).
+
+Every module acts through its `act_in_evaluation` (marl/rllib/acting.py), so nothing here
+knows an algorithm. `run_episodes` is the one episode loop (reset, act, step until done),
+seeded per episode; `evaluate` and the coordination library (coordination/rollouts.py)
+collect what they need with an `EpisodeRecorder`.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
-from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 from ray.rllib.utils.spaces.space_utils import unsquash_action
 
-from marl.algorithms.maddpg.replay import SUBPOLICY
 from marl.envs.adapter import PettingZooMultiAgentEnv
 from marl.envs.metrics import metrics_for, wants_benchmark_data
 from marl.errors import ConfigError
-
 from marl.core.agents import teams_of
+from marl.rllib.acting import ActsInEvaluation, EpisodeRandomness
 from marl.training.checkpoints import read_meta, resolve_checkpoint
 
 RL_MODULE_PATH = Path("learner_group") / "learner" / "rl_module"
@@ -94,44 +98,51 @@ class EvaluationResult:
         return json.dumps(self.summary(), sort_keys=True)
 
 
+@dataclass
+class StepActions:
+    """What the policies chose at one step, per agent."""
+
+    actions: dict[str, Any]
+    """The env's action."""
+    probabilities: dict[str, np.ndarray | None]
+    """Action probabilities for Discrete actions, else None (Box actions, a team's joint action)."""
+    details: dict[str, dict[str, np.ndarray]]
+    """A module's extras: for a team (joint policy), `agent_probabilities` (n, A), each member's
+    action probabilities given its parents' actual actions, and `adjacency` (n, n) of the graph."""
+
+
+def acts_for_teams(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint's policies act for whole teams (joint policies, bn_mappo): its env is the team adapter."""
+    return meta.get("env_class", "").endswith(":TeamMultiAgentEnv")
+
+
 class CheckpointPolicies:
-    """The checkpoint's modules, acting for every agent through its policy mapping."""
+    """Trained modules acting for every agent through their policy mapping, outside RLlib.
 
-    def __init__(self, checkpoint: str | Path):
-        self.checkpoint = resolve_checkpoint(checkpoint)
-        self.meta = read_meta(self.checkpoint)
-        modules = MultiRLModule.from_checkpoint(str(self.checkpoint / RL_MODULE_PATH))
-        # As the env runners did: PPO's Gaussian acts in [-1, 1] and is rescaled; MADDPG's
-        # module returns env-unit actions. (Checkpoints from before this key: rescaled.)
-        self._set_modules(modules, self.meta["policy_mapping"], normalize_actions=self.meta.get("normalize_actions", True))
+    Every module acts through `act_in_evaluation` (marl/rllib/acting.py); what a module
+    keeps per agent for the episode (`memory`) lives here, from `start_episode` on.
+    """
 
-    @classmethod
-    def from_modules(cls, modules, mapping: dict[str, str], *, normalize_actions: bool = True) -> "CheckpointPolicies":
-        """Policies from modules in memory (tests, notebooks), without a checkpoint or an env."""
-        policies = cls.__new__(cls)
-        policies.checkpoint, policies.meta = None, {}
-        policies._set_modules(modules, mapping, normalize_actions=normalize_actions)
-        return policies
-
-    def _set_modules(self, modules, mapping: dict[str, str], *, normalize_actions: bool) -> None:
+    def __init__(self, modules: Mapping[str, ActsInEvaluation], mapping: dict[str, str], *, normalize_actions: bool = True, meta: dict[str, Any] | None = None):
+        """`modules`: policy id -> module (a MultiRLModule or a dict; tests and notebooks pass
+        modules in memory); `meta`: the checkpoint's metadata (needed by `make_env`)."""
         self.modules = modules
         self.mapping: dict[str, str] = dict(mapping)
+        # As the env runners did: PPO's Gaussian acts in [-1, 1] and is rescaled; MADDPG's
+        # module returns env-unit actions.
         self.normalize_actions = normalize_actions
-        # Policy ensembles (MADDPG's ensemble_size K > 1): each agent acts with one sub-policy per
-        # episode, drawn in `start_episode`, as in training.
-        self._subpolicy: dict[str, int] = {}
-        # Joint policies act for the whole team in one forward pass, over a graph of agents;
-        # `last_joint_output[team agent]` keeps the last pass's per-agent view (rollout datasets).
-        self.last_joint_output: dict[str, dict[str, np.ndarray]] = {}
-        self.joint = any(hasattr(self.modules[policy_id], "execution_graph") for policy_id in set(self.mapping.values()))
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.joint = acts_for_teams(self.meta)  # joint policies (bn_mappo): a whole team at once, over a graph of agents
+        self._randomness: EpisodeRandomness | None = None
+        self._memory: dict[str, Any] = {}
 
-    def start_episode(self, agents: list[str], rng: np.random.Generator) -> None:
-        """Draw each agent's sub-policy for the coming episode (modules without an ensemble: nothing)."""
-        self._subpolicy = {}
-        for agent in agents:
-            size = getattr(self.modules[self.mapping[agent]], "ensemble_size", 1)
-            if size > 1:
-                self._subpolicy[agent] = int(rng.integers(size))
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path) -> "CheckpointPolicies":
+        checkpoint = resolve_checkpoint(checkpoint)
+        meta = read_meta(checkpoint)
+        modules = MultiRLModule.from_checkpoint(str(checkpoint / RL_MODULE_PATH))
+        # Checkpoints from before the normalize_actions key: rescaled.
+        return cls(modules, meta["policy_mapping"], normalize_actions=meta.get("normalize_actions", True), meta=meta)
 
     def set_execution_graph(self, graph: str) -> None:
         """Joint policies: "sampled" (as trained) or "empty" (decentralised execution)."""
@@ -147,60 +158,98 @@ class CheckpointPolicies:
         module_name, _, class_name = self.meta.get("env_class", "marl.envs.adapter:PettingZooMultiAgentEnv").partition(":")
         return getattr(importlib.import_module(module_name), class_name)(env_config)
 
-    def act(self, observations: dict[str, np.ndarray], action_spaces, *, explore: bool) -> dict[str, Any]:
-        """One action per agent: policies act on their agents' observations as a batch."""
-        return self.act_with_probabilities(observations, action_spaces, explore=explore)[0]
+    def start_episode(self, randomness: EpisodeRandomness) -> None:
+        """A new episode: its generators, and no memory yet (e.g. ensembles draw each agent's sub-policy at its first step)."""
+        self._randomness, self._memory = randomness, {}
 
     @torch.no_grad()
-    def act_with_probabilities(
-        self, observations: dict[str, np.ndarray], action_spaces, *, explore: bool
-    ) -> tuple[dict[str, Any], dict[str, np.ndarray | None]]:
-        """Each agent's action and, for Discrete actions, its policy's action probabilities
-        (None for Box actions and for joint policies, whose agents' probabilities depend on
-        each other's actions)."""
+    def act(self, observations: dict[str, np.ndarray], action_spaces, *, explore: bool) -> StepActions:
+        """Every agent's env action: each policy acts on its agents' observations as one batch."""
+        if self._randomness is None:
+            raise RuntimeError("CheckpointPolicies.act: call start_episode(randomness) first")
         by_policy: dict[str, list[str]] = {}
         for agent in observations:
             by_policy.setdefault(self.mapping[agent], []).append(agent)
-        actions, probabilities = {}, {}
+        chosen = StepActions({}, {}, {})
         for policy_id, agents in by_policy.items():
-            module = self.modules[policy_id]
-            obs = torch.as_tensor(np.stack([observations[a] for a in agents]))
-            if self.joint:  # the module picks every agent's action itself, in its graph's order
-                forward = module.forward_exploration if explore else module.forward_inference
-                output = forward({Columns.OBS: obs})
-                for row, (agent, action) in enumerate(zip(agents, output[Columns.ACTIONS].numpy())):
-                    actions[agent], probabilities[agent] = action, None
-                    self.last_joint_output[agent] = joint_output_per_agent(output, row)
-                continue
-            batch = {Columns.OBS: obs}
-            if self._subpolicy:
-                batch[SUBPOLICY] = torch.as_tensor([self._subpolicy.get(a, 0) for a in agents])
-            logits = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
-            dist = module.get_inference_action_dist_cls().from_logits(logits)
-            chosen = (dist if explore else dist.to_deterministic()).sample().numpy()
-            for row, (agent, action) in enumerate(zip(agents, chosen)):
-                space = action_spaces[agent]
-                if not space.shape:
-                    actions[agent] = int(action)
-                    probabilities[agent] = torch.softmax(logits[row], dim=-1).numpy()
-                else:
-                    actions[agent] = unsquash_action(action, space) if self.normalize_actions else action
-                    probabilities[agent] = None
-        return actions, probabilities
+            acted = self.modules[policy_id].act_in_evaluation(
+                torch.as_tensor(np.stack([observations[agent] for agent in agents])),
+                explore=explore,
+                randomness=self._randomness,
+                memory=[self._memory.get(agent) for agent in agents],
+            )
+            if acted.memory is not None:
+                self._memory.update(zip(agents, acted.memory))
+            for row, agent in enumerate(agents):
+                chosen.actions[agent] = self._env_action(acted.actions[row], action_spaces[agent])
+                chosen.probabilities[agent] = None if acted.probabilities is None else acted.probabilities[row]
+                chosen.details[agent] = {name: values[row] for name, values in acted.details.items()}
+        return chosen
+
+    def _env_action(self, action: np.ndarray, space) -> Any:
+        """A Discrete action as an int; Box actions unsquashed from [-1, 1] when the run normalised them."""
+        if not space.shape:
+            return int(action)
+        return unsquash_action(action, space) if self.normalize_actions else action
 
 
-def joint_output_per_agent(output: dict[str, Any], row: int) -> dict[str, np.ndarray]:
-    """A joint policy's forward output for one team (batch row): every agent's action
-    probabilities given its parents' actual actions, (n, A), and the graph it acted on,
-    (n, n) with [j, i] = 1 when j is a parent of i."""
-    from marl.algorithms.bn.module import ADJACENCY
+# -- the episode loop ------------------------------------------------------------------------------
 
-    logits = output[Columns.ACTION_DIST_INPUTS][row]
-    n = output[Columns.ACTIONS].shape[-1]
-    return {
-        "probabilities": torch.softmax(logits.reshape(n, -1), dim=-1).numpy(),
-        "adjacency": output[ADJACENCY][row].reshape(n, n).numpy(),
-    }
+
+@dataclass
+class Step:
+    """One env step as `run_episodes` hands it to an `EpisodeRecorder`."""
+
+    episode: int
+    step: int
+    observations: dict[str, np.ndarray]
+    """What the agents acted on."""
+    chosen: StepActions
+    """What the policies chose."""
+    actions: dict[str, Any]
+    """What the env gets: the policies' actions unless `before_step` replaced them."""
+    rewards: dict[str, float] = field(default_factory=dict)
+    infos: dict[str, Any] = field(default_factory=dict)
+    done: bool = False
+    """Set after the step: the episode is over."""
+
+
+class EpisodeRecorder:
+    """What a caller of `run_episodes` collects; every hook does nothing unless overridden."""
+
+    def start(self, env, episode: int) -> None:
+        """After the reset."""
+
+    def before_step(self, env, step: Step) -> None:
+        """After the policies acted, before the env steps; may replace `step.actions`."""
+
+    def after_step(self, env, step: Step) -> None:
+        """After the env stepped: `step.rewards`, `step.infos` and `step.done` are set."""
+
+    def end(self, env, episode: int) -> None:
+        """After the episode's last step."""
+
+
+def run_episodes(policies: CheckpointPolicies, env, recorder: EpisodeRecorder, *, episodes: int, seed: int, explore: bool) -> None:
+    """Episode i: reset with seed + i, then act and step until every agent is done.
+
+    Episode i's random draws (actions when exploring, sampled graphs, ensemble sub-policies)
+    come from generators seeded with seed + i (`EpisodeRandomness`), none from global ones.
+    """
+    for episode in range(episodes):
+        observations, _ = env.reset(seed=seed + episode)
+        policies.start_episode(EpisodeRandomness.from_seed(seed + episode))
+        recorder.start(env, episode)
+        for t in itertools.count():
+            chosen = policies.act(observations, env.action_spaces, explore=explore)
+            step = Step(episode, t, observations, chosen, dict(chosen.actions))
+            recorder.before_step(env, step)
+            observations, step.rewards, terminateds, truncateds, step.infos = env.step(step.actions)
+            step.done = terminateds["__all__"] or truncateds["__all__"]
+            recorder.after_step(env, step)
+            if step.done:
+                break
+        recorder.end(env, episode)
 
 
 @contextmanager
@@ -229,7 +278,7 @@ def evaluate(
     `dag` ("sampled" or "empty") is the execution graph of a joint policy (bn_mappo;
     default "sampled"); other checkpoints reject it.
     """
-    policies = CheckpointPolicies(checkpoint)
+    policies = CheckpointPolicies.from_checkpoint(checkpoint)
     if dag is not None and not policies.joint:
         raise ConfigError("--dag applies to joint-policy checkpoints (bn_mappo) only; drop it for this checkpoint")
     if policies.joint:
@@ -240,43 +289,50 @@ def evaluate(
     env = policies.make_env(render_mode="rgb_array" if render_path else None, seed=seed)
     teams = teams_of(list(env.possible_agents), policies.meta["config"].get("teams"))
     result = EvaluationResult(episodes, [], {agent: [] for agent in env.possible_agents}, teams=teams, execution_graph=dag)
-    frames: list[np.ndarray] = []
+    recorder = ReturnsRecorder(result, policies.meta["env_config"]["scenario"]["name"], render=render_path is not None)
     try:
         with one_torch_thread():
-            for episode in range(episodes):
-                observations, infos = env.reset(seed=seed + episode)
-                policies.start_episode(list(env.possible_agents), np.random.default_rng(seed + episode))
-                metrics = metrics_for(policies.meta["env_config"]["scenario"]["name"])
-                returns = dict.fromkeys(env.possible_agents, 0.0)
-                recording = render_path is not None and episode == 0
-                if recording:
-                    frames.append(env.render())
-                while True:
-                    actions = policies.act(observations, env.action_spaces, explore=explore)
-                    observations, rewards, terminateds, truncateds, infos = env.step(actions)
-                    for agent, reward in rewards.items():
-                        returns[agent] += reward
-                    if metrics:  # per-agent infos (a team env keeps them aside)
-                        metrics.step(env.env, getattr(env, "agent_infos", infos))
-                    if recording:
-                        frames.append(env.render())
-                    if terminateds["__all__"] or truncateds["__all__"]:
-                        break
-                result.team_returns.append(sum(returns.values()))
-                for agent, value in returns.items():
-                    result.agent_returns[agent].append(value)
-                for name, value in (metrics.result(env.env) if metrics else {}).items():
-                    result.scenario_metrics.setdefault(name, []).append(value)
+            run_episodes(policies, env, recorder, episodes=episodes, seed=seed, explore=explore)
     finally:
         env.close()
     if render_path:
-        write_gif(frames, render_path)
+        write_gif(recorder.frames, render_path)
     return result
+
+
+class ReturnsRecorder(EpisodeRecorder):
+    """`evaluate`'s record: each episode's returns and scenario metrics, the first episode's frames."""
+
+    def __init__(self, result: EvaluationResult, scenario: str, *, render: bool):
+        self.result, self.scenario, self.render = result, scenario, render
+        self.frames: list[np.ndarray] = []
+
+    def start(self, env, episode: int) -> None:
+        self.returns = dict.fromkeys(env.possible_agents, 0.0)
+        self.metrics = metrics_for(self.scenario)
+        self.recording = self.render and episode == 0
+        if self.recording:
+            self.frames.append(env.render())
+
+    def after_step(self, env, step: Step) -> None:
+        for agent, reward in step.rewards.items():
+            self.returns[agent] += reward
+        if self.metrics:  # per-agent infos (a team env keeps them aside)
+            self.metrics.step(env.env, getattr(env, "agent_infos", step.infos))
+        if self.recording:
+            self.frames.append(env.render())
+
+    def end(self, env, episode: int) -> None:
+        self.result.team_returns.append(sum(self.returns.values()))
+        for agent, value in self.returns.items():
+            self.result.agent_returns[agent].append(value)
+        for name, value in (self.metrics.result(env.env) if self.metrics else {}).items():
+            self.result.scenario_metrics.setdefault(name, []).append(value)
 
 
 def is_joint_policy_checkpoint(checkpoint: str | Path) -> bool:
     """Whether the checkpoint holds joint (Bayesian-network) policies, from its metadata alone."""
-    return read_meta(resolve_checkpoint(checkpoint)).get("env_class", "").endswith(":TeamMultiAgentEnv")
+    return acts_for_teams(read_meta(resolve_checkpoint(checkpoint)))
 
 
 def write_gif(frames: list[np.ndarray], path: str | Path, fps: int = 10) -> None:

@@ -28,7 +28,7 @@ from coordination.rollouts import (
     save_rollouts,
 )
 from marl.experiment import load_config
-from marl.evaluation import CheckpointPolicies, evaluate
+from marl.evaluation import CheckpointPolicies, StepActions, evaluate
 from marl.training.checkpoints import latest_checkpoint
 from marl.training.runner import train
 from tests.conftest import REPO, tiny_overrides
@@ -89,20 +89,17 @@ class MessageFollowingPolicies(CheckpointPolicies):
     marginal over messages is (p_0 + p_1) / 2, so its influence is KL(p_m || (p_0 + p_1)/2).
     """
 
-    def __init__(self, checkpoint):
-        super().__init__(checkpoint)
-
-    def act_with_probabilities(self, observations, action_spaces, *, explore):
+    def act(self, observations, action_spaces, *, explore):
         probabilities = {"speaker_0": np.array([0.5, 0.5, 0.0])}
         heard = int(np.argmax(observations["listener_0"][8:11])) if observations["listener_0"][8:11].any() else 0
         listener = np.full(5, 0.01)
         listener[1 + heard] = 0.96
         probabilities["listener_0"] = listener
-        return {"speaker_0": 0, "listener_0": 1 + heard}, probabilities
+        return StepActions({"speaker_0": 0, "listener_0": 1 + heard}, probabilities, {})
 
 
 def test_influence_of_a_known_message_following_policy(speaker_listener_checkpoint):
-    influence = influence_matrix(MessageFollowingPolicies(speaker_listener_checkpoint), episodes=1, seed=0)
+    influence = influence_matrix(MessageFollowingPolicies.from_checkpoint(speaker_listener_checkpoint), episodes=1, seed=0)
     p0, p1 = np.array([0.01, 0.96, 0.01, 0.01, 0.01]), np.array([0.01, 0.01, 0.96, 0.01, 0.01])
     marginal = (p0 + p1) / 2
     expected = float(np.sum(p0 * np.log(p0 / marginal)))  # = KL(p1 || marginal) by symmetry
@@ -184,8 +181,8 @@ def test_per_agent_policies_differ_and_speaker_listener_cannot_be_compared(speak
 def test_joint_policy_rollouts_have_one_row_per_agent_with_its_parents(tmp_path):
     """BN-MAPPO acts for the whole team; the dataset still has a row per agent with its own
     reward (the coordination game's reward is shared), its parents form a DAG, and the empty
-    graph has no parents. (Greedy BN rollouts still sample graphs, so returns are not compared
-    with a separate evaluation.)"""
+    graph has no parents. Greedy BN rollouts still sample graphs, from generators seeded per
+    episode, so their returns are those of `marl evaluate` on the same seeds."""
     import networkx as nx
 
     overrides = ["resources.num_env_runners=0", "resources.num_envs_per_env_runner=2", "training.train_batch_size=200",
@@ -200,7 +197,8 @@ def test_joint_policy_rollouts_have_one_row_per_agent_with_its_parents(tmp_path)
         graph = nx.DiGraph([(parent, row.agent) for row in rows.itertuples() for parent in agents
                             if parent != row.agent and getattr(row, f"parent_{parent}") == 1.0])
         assert nx.is_directed_acyclic_graph(graph)
-    policies = CheckpointPolicies(checkpoint)
+    np.testing.assert_allclose(episode_returns(frame).to_numpy(), evaluate(checkpoint, episodes=2, seed=5).team_returns, rtol=1e-6)
+    policies = CheckpointPolicies.from_checkpoint(checkpoint)
     policies.set_execution_graph("empty")
     empty = collect_rollouts(policies, episodes=1, seed=5)
     assert (empty[[f"parent_{a}" for a in agents]].fillna(0.0) == 0.0).all().all()

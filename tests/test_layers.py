@@ -128,3 +128,14 @@ def test_algorithm_folders_hold_only_what_is_theirs(module):
         if algorithm_folder(target) not in (None, own) and algorithm_folder(target) not in ALGORITHM_BASES.get(own, set())
     }
     assert not borrowed, f"{module} imports {sorted(borrowed)} from another algorithm's folder; move what they share to marl/core"
+
+
+ALGORITHM_AGNOSTIC = ("marl.training", "marl.evaluation", "coordination")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH.nodes if m.startswith(ALGORITHM_AGNOSTIC)))
+def test_training_evaluation_and_coordination_know_no_algorithm(module):
+    """They reach an algorithm only through its settings (marl.config.AlgorithmSettings) and its
+    modules' `act_in_evaluation` (marl.rllib.acting): a new algorithm needs no change there."""
+    known = sorted(target for target in GRAPH.successors(module) if target.startswith("marl.algorithms"))
+    assert not known, f"{module} imports {known}"

@@ -22,6 +22,7 @@ from marl.algorithms.maddpg.replay import FIELDS, JointReplayBuffer
 from marl.core.keys import SUBPOLICY
 from marl.errors import ConfigError
 from marl.evaluation import CheckpointPolicies
+from marl.rllib.acting import EpisodeRandomness
 from marl.training.runner import ray_session
 from tests.conftest import AGENTS, GAMMA, LOGITS_REG, ROWS, build_maddpg_learner, hand_rows, tiny_config
 
@@ -149,18 +150,20 @@ def test_a_single_policy_keeps_the_plain_layout():
 
 def test_evaluation_draws_a_sub_policy_per_agent_and_episode_and_acts_with_it():
     learner, _ = build_maddpg_learner("training.ensemble_size=3", *ENSEMBLE_BACKEND)
-    policies = CheckpointPolicies.from_modules(
+    policies = CheckpointPolicies(
         {agent: learner.module[agent].unwrapped() for agent in AGENTS}, {agent: agent for agent in AGENTS}, normalize_actions=False
     )
     spaces = {agent: gym.spaces.Discrete(5) for agent in AGENTS}
     observations = {agent: np.random.default_rng(1).normal(size=18).astype(np.float32) for agent in AGENTS}
-    rng = np.random.default_rng(0)
     drawn = []
-    for _ in range(12):
-        policies.start_episode(AGENTS, rng)
-        drawn.append(dict(policies._subpolicy))
-        actions = policies.act(observations, spaces, explore=False)
-        for agent in AGENTS:
-            member = policies.modules[agent].actor.members[drawn[-1][agent]]
-            assert actions[agent] == int(member(torch.as_tensor(observations[agent])).argmax())
+    for episode in range(12):
+        policies.start_episode(EpisodeRandomness.from_seed(episode))
+        for step in range(2):  # drawn at the agent's first step, kept for the episode
+            actions = policies.act(observations, spaces, explore=False).actions
+            if step == 0:
+                drawn.append(dict(policies._memory))
+            assert policies._memory == drawn[-1]
+            for agent in AGENTS:
+                member = policies.modules[agent].actor.members[drawn[-1][agent]]
+                assert actions[agent] == int(member(torch.as_tensor(observations[agent])).argmax())
     assert {index for draw in drawn for index in draw.values()} == {0, 1, 2}

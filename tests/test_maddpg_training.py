@@ -22,6 +22,7 @@ from marl.algorithms.maddpg.algorithm import REPLAY_BUFFER_FILE
 from marl.core.keys import MADDPG_TERMS
 from marl.errors import ConfigError
 from marl.evaluation import RL_MODULE_PATH, CheckpointPolicies, evaluate
+from marl.rllib.acting import EpisodeRandomness
 from marl.training.checkpoints import latest_checkpoint, read_meta
 from marl.training.runner import ray_session, resume, train
 from tests.conftest import REPO, metrics_rows, tiny_config
@@ -108,12 +109,13 @@ def test_soft_gumbel_softmax_on_continuous_actions(tmp_path):
     run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=2)
     assert float(metrics_rows(run_dir)[-1]["agent_0/critic_loss"]) >= 0
 
-    policies = CheckpointPolicies(latest_checkpoint(run_dir))
+    policies = CheckpointPolicies.from_checkpoint(latest_checkpoint(run_dir))
     env = policies.make_env(seed=0)
     try:
         observations, _ = env.reset(seed=0)
+        policies.start_episode(EpisodeRandomness.from_seed(0))
         for explore in (False, True):
-            actions = policies.act(observations, env.action_spaces, explore=explore)
+            actions = policies.act(observations, env.action_spaces, explore=explore).actions
             for action in actions.values():
                 assert action.shape == (5,) and np.all(action >= 0)
                 assert action.sum() == pytest.approx(1.0, abs=1e-5)  # not rescaled from [-1, 1]

@@ -49,6 +49,7 @@ from marl.algorithms.bn.dag import sample_dag
 from marl.core.graphs import edge_density
 from marl.core.keys import BN_ADJACENCY, BN_AGENT_LOGP, BN_DENSITY, BN_SEEN_PARENT_ACTIONS
 from marl.core.networks import in_return_units, mlp, value_head
+from marl.rllib.acting import EpisodeRandomness, ModuleActions, drawing_from
 
 EXECUTION_GRAPHS = ("sampled", "empty")
 
@@ -223,3 +224,22 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
         return in_return_units(self.normalized_values(batch), self.value_normalizer)
+
+    # -- acting outside RLlib (marl/rllib/acting.py) -----------------------------------------------
+    @torch.no_grad()
+    def act_in_evaluation(self, obs: torch.Tensor, *, explore: bool, randomness: EpisodeRandomness, memory: list[Any]) -> ModuleActions:
+        """The team's actions over `execution_graph`, as the env runners act (exploring: sampled,
+        else greedy in each round). Details per team: `agent_probabilities` (n, A), each agent's
+        action probabilities given its parents' actual actions, and `adjacency` (n, n), the graph
+        it acted on, [j, i] = 1 when j is a parent of i."""
+        with drawing_from(randomness.torch):
+            output = self.forward_exploration({Columns.OBS: obs}) if explore else self.forward_inference({Columns.OBS: obs})
+        rows = obs.shape[0]
+        logits = output[Columns.ACTION_DIST_INPUTS].reshape(rows, self.n, self.num_actions)
+        return ModuleActions(
+            output[Columns.ACTIONS].numpy(),
+            details={
+                "agent_probabilities": torch.softmax(logits, dim=-1).numpy(),
+                "adjacency": output[BN_ADJACENCY].reshape(rows, self.n, self.n).numpy(),
+            },
+        )

@@ -59,6 +59,7 @@ from marl.algorithms.maddpg.ensemble import ActorEnsemble
 from marl.core.gumbel import gumbel_softmax
 from marl.core.keys import SUBPOLICY
 from marl.core.networks import mlp
+from marl.rllib.acting import EpisodeRandomness, ModuleActions, act_with_distribution
 
 # Sub-networks the env runners do not need (left out of inference-only modules and weight syncs).
 TRAINING_ONLY = ["critic", "target_actor", "target_critic", "approx_policies", "target_approx_policies"]
@@ -261,3 +262,16 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
 
     def get_non_inference_attributes(self) -> list[str]:
         return list(TRAINING_ONLY)
+
+    # -- acting outside RLlib (marl/rllib/acting.py) -----------------------------------
+    def act_in_evaluation(self, obs: torch.Tensor, *, explore: bool, randomness: EpisodeRandomness, memory: list[Any]) -> ModuleActions:
+        """A Gumbel-softmax sample (exploring; Discrete: a sample of the categorical) or the greedy
+        action, in env units. With an ensemble, each agent acts with one sub-policy per episode,
+        drawn at its first step (memory None) from `randomness.numpy`, as DrawSubPolicy does in training."""
+        batch = {Columns.OBS: obs}
+        if self.ensemble_size > 1:
+            memory = [int(randomness.numpy.integers(self.ensemble_size)) if drawn is None else drawn for drawn in memory]
+            batch[SUBPOLICY] = torch.as_tensor(memory)
+        acted = act_with_distribution(self, batch, explore=explore, generator=randomness.torch)
+        acted.memory = memory if self.ensemble_size > 1 else None
+        return acted

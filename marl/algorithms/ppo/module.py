@@ -28,6 +28,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from marl.core.encoders import DEFAULT_CONV, ConvEncoder, PerAgentEncoder
 from marl.core.networks import in_return_units, mlp, value_head
+from marl.rllib.acting import EpisodeRandomness, ModuleActions, act_with_distribution
 
 class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
     """model_config keys: obs_dim, id_dim, state_dim, hidden, activation,
@@ -109,3 +110,8 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
         """Values in return units (what GAE needs)."""
         return in_return_units(self.normalized_values(batch), self.value_normalizer)
+
+    # -- acting outside RLlib (marl/rllib/acting.py) ----------------------------------
+    def act_in_evaluation(self, obs: torch.Tensor, *, explore: bool, randomness: EpisodeRandomness, memory: list[Any]) -> ModuleActions:
+        """A sample of the actor's distribution (exploring) or its mode; Discrete actions with their probabilities."""
+        return act_with_distribution(self, {Columns.OBS: obs}, explore=explore, generator=randomness.torch)
