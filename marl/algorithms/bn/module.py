@@ -44,6 +44,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCategorical
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
+from ray.rllib.utils.annotations import override
 
 from marl.algorithms.bn.dag import sample_dag
 from marl.core.graphs import edge_density
@@ -57,6 +58,7 @@ EXECUTION_GRAPHS = ("sampled", "empty")
 class AgentMeanMultiCategorical(TorchMultiCategorical):
     """One categorical per agent; the entropy is the MEAN over agents, as MAPPO's per-agent rows weigh it."""
 
+    @override(TorchMultiCategorical)
     def entropy(self) -> torch.Tensor:
         return super().entropy() / len(self._cats)
 
@@ -76,6 +78,7 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
     value_normalization, graph ("learned" or "fixed"), fixed_adjacency (n x n, for fixed),
     learn_order (learned graphs: learn the permutation, else the identity order), dag_hidden."""
 
+    @override(TorchRLModule)
     def setup(self):
         cfg = self.model_config
         self.n, self.agent_dim = int(cfg["n_agents"]), int(cfg["agent_dim"])
@@ -106,12 +109,15 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
     def _team_distribution(self) -> TeamActionDistribution:
         return TeamActionDistribution(self.n, self.num_actions)
 
+    @override(TorchRLModule)
     def get_train_action_dist_cls(self):
         return self._team_distribution()
 
+    @override(TorchRLModule)
     def get_exploration_action_dist_cls(self):
         return self._team_distribution()
 
+    @override(TorchRLModule)
     def get_inference_action_dist_cls(self):
         return self._team_distribution()
 
@@ -192,14 +198,17 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
         }
 
     # -- RLModule forward passes -------------------------------------------------------------
+    @override(TorchRLModule)
     def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         agent_obs = self.agent_observations(batch[Columns.OBS])
         return self.act(agent_obs, self.execution_adjacency(agent_obs), greedy=False)
 
+    @override(TorchRLModule)
     def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         agent_obs = self.agent_observations(batch[Columns.OBS])
         return self.act(agent_obs, self.execution_adjacency(agent_obs), greedy=True)
 
+    @override(TorchRLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         """Teacher forcing: parents' actions are the batch's stored actions; the graph is re-sampled."""
         agent_obs = self.agent_observations(batch[Columns.OBS])
@@ -214,6 +223,7 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
             BN_ADJACENCY: adjacency.detach(),
         }
 
+    @override(TorchRLModule)
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         return self._forward_inference(batch, **kwargs)
 
@@ -222,6 +232,7 @@ class BNModule(TorchRLModule, ValueFunctionAPI):
         """The critic's raw output V(s): normalised units when value normalisation is on."""
         return self.critic(self.global_state(batch[Columns.OBS])).squeeze(-1)
 
+    @override(ValueFunctionAPI)
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
         return in_return_units(self.normalized_values(batch), self.value_normalizer)
 

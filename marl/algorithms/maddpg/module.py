@@ -54,6 +54,7 @@ from ray.rllib.core.distribution.distribution import Distribution
 from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical, TorchDeterministic
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
+from ray.rllib.utils.annotations import override
 
 from marl.algorithms.maddpg.ensemble import ActorEnsemble
 from marl.core.gumbel import gumbel_softmax
@@ -79,29 +80,37 @@ class GumbelSoftmaxDistribution(Distribution):
         self.logits = logits
 
     @classmethod
+    @override(Distribution)
     def from_logits(cls, logits: torch.Tensor, **kwargs) -> "GumbelSoftmaxDistribution":
         return cls(logits)
 
+    @override(Distribution)
     def rsample(self, *, sample_shape=None, **kwargs) -> torch.Tensor:
         return gumbel_softmax(self.logits, hard=self.hard, generator=None)
 
+    @override(Distribution)
     def sample(self, *, sample_shape=None, **kwargs) -> torch.Tensor:
         with torch.no_grad():
             return self.rsample()
 
+    @override(Distribution)
     def to_deterministic(self) -> TorchDeterministic:
         return TorchDeterministic(loc=greedy_vector(self.logits, hard=self.hard))
 
+    @override(Distribution)
     def logp(self, value, **kwargs):
         raise NotImplementedError("MADDPG's Gumbel-softmax actions have no log-probability")
 
+    @override(Distribution)
     def kl(self, other, **kwargs):
         raise NotImplementedError("MADDPG's Gumbel-softmax actions have no KL")
 
+    @override(Distribution)
     def entropy(self, **kwargs):
         raise NotImplementedError("MADDPG's Gumbel-softmax actions have no entropy")
 
     @staticmethod
+    @override(Distribution)
     def required_input_dim(space: gym.Space, **kwargs) -> int:
         return int(math.prod(space.shape))
 
@@ -125,6 +134,7 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
     critic ("centralized" | "local"), hard, temperature, ensemble_size (default 1),
     infer_policies (default false)."""
 
+    @override(TorchRLModule)
     def setup(self):
         cfg = self.model_config
         self.agents: list[str] = list(cfg["agents"])
@@ -225,10 +235,12 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
             return vector.argmax(dim=-1) + int(self.action_space.start)
         return vector.reshape(*vector.shape[:-1], *self.action_space.shape)
 
+    @override(TorchRLModule)
     def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         logits = self.actor_logits(batch[Columns.OBS], batch.get(SUBPOLICY))
         return self._with_subpolicy(batch, {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(self.action_vector(logits, self.exploration_generator(logits.device)))})
 
+    @override(TorchRLModule)
     def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         logits = self.actor_logits(batch[Columns.OBS], batch.get(SUBPOLICY))
         return self._with_subpolicy(batch, {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: self.env_action(greedy_vector(logits, hard=self.hard))})
@@ -240,6 +252,7 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
             out[SUBPOLICY] = batch[SUBPOLICY]
         return out
 
+    @override(TorchRLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         # The learner needs every module at once (target actions of all agents), so the
         # MADDPG learner runs the networks itself; nothing to compute per module here.
@@ -251,15 +264,19 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
             return TorchCategorical
         return HardGumbelSoftmaxDistribution if self.hard else GumbelSoftmaxDistribution
 
+    @override(TorchRLModule)
     def get_inference_action_dist_cls(self) -> type:
         return self._action_dist_cls()
 
+    @override(TorchRLModule)
     def get_exploration_action_dist_cls(self) -> type:
         return self._action_dist_cls()
 
+    @override(TorchRLModule)
     def get_train_action_dist_cls(self) -> type:
         return self._action_dist_cls()
 
+    @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:
         return list(TRAINING_ONLY)
 

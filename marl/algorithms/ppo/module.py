@@ -25,6 +25,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical, TorchDiagGaussian
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
+from ray.rllib.utils.annotations import override
 
 from marl.core.encoders import DEFAULT_CONV, ConvEncoder, PerAgentEncoder
 from marl.core.networks import in_return_units, mlp, value_head
@@ -35,6 +36,7 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
     centralized_critic, value_normalization, initial_log_std; for images also encoder
     ("cnn"), obs_shape (H, W, C), conv [(channels, kernel, stride), ...] and obs_scale."""
 
+    @override(TorchRLModule)
     def setup(self):
         cfg = self.model_config
         self.obs_dim, self.id_dim, self.state_dim = cfg["obs_dim"], cfg["id_dim"], cfg["state_dim"]
@@ -99,6 +101,7 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
             out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
         return out
 
+    @override(TorchRLModule)
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         return {Columns.ACTION_DIST_INPUTS: self.action_dist_inputs(batch[Columns.OBS])}
 
@@ -107,6 +110,7 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
         """The critic's raw output: normalised units when value normalisation is on."""
         return self.critic(self.critic_input(batch[Columns.OBS])).squeeze(-1)
 
+    @override(ValueFunctionAPI)
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
         """Values in return units (what GAE needs)."""
         return in_return_units(self.normalized_values(batch), self.value_normalizer)
