@@ -5,6 +5,8 @@ The Gumbel-softmax its actions use is tested in tests/test_core_gumbel.py.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,6 @@ from torch import nn
 from marl.algorithms.maddpg.losses import (
     actor_loss,
     call_with_frozen_params,
-    clip_grad_norm_per_tensor,
     critic_loss,
     critic_targets,
     polyak_update,
@@ -235,6 +236,24 @@ def _parameters_with_grads(*grads):
     for parameter, grad in zip(parameters, grads):
         parameter.grad = grad
     return parameters
+
+
+@torch.no_grad()
+def clip_grad_norm_per_tensor(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """The reference's gradient clip, written out: each gradient g -> g * c / max(||g||_2, c), in place.
+
+    openai/maddpg's minimize_and_clip applies `tf.clip_by_norm` to every gradient tensor
+    separately, NOT the norm of all gradients together (torch.nn.utils.clip_grad_norm_).
+    MADDPG trains with RLlib's grad_clip_by="norm"; the tests below check that it is this.
+    Returns the norms before clipping, one per tensor that has a gradient.
+    """
+    if max_norm <= 0:
+        raise ValueError(f"clip_grad_norm_per_tensor: max_norm must be > 0, got {max_norm}")
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norms = [grad.norm(2) for grad in grads]
+    for grad, norm in zip(grads, norms):
+        grad.mul_(max_norm / norm.clamp(min=max_norm))
+    return torch.stack(norms) if norms else torch.zeros(0)
 
 
 def test_clip_grad_norm_per_tensor_hand_values():

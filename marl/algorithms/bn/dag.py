@@ -37,6 +37,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from marl.core.gumbel import gumbel_noise, gumbel_softmax, straight_through
+from marl.core.masking import MaskedMean
 from marl.errors import ConfigError
 
 FIXED_GRAPHS = ("empty", "full", "chain")
@@ -213,6 +214,6 @@ class SparsitySchedule:
         return self.alpha_start + fraction * (self.alpha_end - self.alpha_start)
 
 
-def sparsity_penalty(density: torch.Tensor, tau: float, alpha: float) -> torch.Tensor:
-    """alpha * |rho - tau|, averaged over the batch of sampled graphs."""
-    return alpha * (density - tau).abs().mean()
+def sparsity_penalty(density: torch.Tensor, tau: float, alpha: float, mean: MaskedMean = torch.mean) -> torch.Tensor:
+    """alpha * |rho - tau|, averaged over the batch of sampled graphs (`mean`: over the rows that count)."""
+    return alpha * mean((density - tau).abs())

@@ -27,6 +27,7 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 
+from marl.algorithms.bn.dag import sparsity_penalty
 from marl.algorithms.common import learner_settings
 from marl.algorithms.ppo.learner import PPOFamilyTorchLearner
 from marl.algorithms.ppo.losses import clipped_surrogate
@@ -76,7 +77,7 @@ class BNMAPPOTorchLearner(PPOFamilyTorchLearner):
         density = fwd_out[BN_DENSITY]
         tau, alpha = self.schedule.tau(self.progress), self.schedule.alpha(self.progress)
         if self.learned_graph:
-            penalty = alpha * mean((density - tau).abs())  # dag.sparsity_penalty, over unmasked rows
+            penalty = sparsity_penalty(density, tau, alpha, mean)
         else:
             penalty = torch.zeros((), device=logp.device)  # a fixed graph has nothing to anneal
         surrogate = terms[PG_LOSS]

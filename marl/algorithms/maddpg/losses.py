@@ -18,7 +18,7 @@ Tested on hand-made batches without Ray (tests/test_maddpg_math.py).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -144,23 +144,3 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     for name, target_tensor in target_state.items():
         # lerp_(end, w) = start + w (end - start); exact at w = 0 and w = 1.
         target_tensor.lerp_(source_state[name], tau)
-
-
-@torch.no_grad()
-def clip_grad_norm_per_tensor(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scale each parameter's gradient g to g * c / max(||g||_2, c), c = max_norm, in place.
-
-    This is the reference's `tf.clip_by_norm` on every gradient tensor separately (its
-    minimize_and_clip), NOT torch.nn.utils.clip_grad_norm_, which clips the norm of all
-    gradients together. RLlib's learner does the same per-tensor clipping with
-    grad_clip=max_norm, grad_clip_by="norm". Returns the norms before clipping, one per
-    tensor that has a gradient.
-    """
-    if max_norm <= 0:
-        raise ValueError(f"clip_grad_norm_per_tensor: max_norm must be > 0, got {max_norm}")
-    grads = [p.grad for p in parameters if p.grad is not None]
-    norms = [grad.norm(2) for grad in grads]
-    for grad, norm in zip(grads, norms):
-        # A factor of 1 below the threshold: no branch, so no device-to-host sync on a GPU.
-        grad.mul_(max_norm / norm.clamp(min=max_norm))
-    return torch.stack(norms) if norms else torch.zeros(0)
