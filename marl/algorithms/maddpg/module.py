@@ -21,8 +21,8 @@ The critic sees the same vectors: one-hot for Discrete, the flat sample for Box.
 Policy ensembles (`ensemble_size` K > 1, see ensemble.py): `actor` and `target_actor` are
 `ActorEnsemble`s of K networks; each row's sub-policy comes in the batch's `subpolicy`
 column (drawn per episode by the env runner's `DrawSubPolicy` connector) and is returned
-with the action, so the episode records it (`marl evaluate` passes its own draws). Without
-the column, sub-policy 0 acts.
+with the action, so the episode records it. Without the column, sub-policy 0 acts;
+`act_in_evaluation` draws one per agent and episode itself, as the connector does in training.
 
 Inferred policies (`infer_policies`): `approx_policies[j]` (and its target copy) approximates
 agent j's policy for every agent j this module does not control; the critic target then
@@ -36,7 +36,8 @@ from torch's global generator in that process, and two agents never share a nois
 `forward_exploration` returns ACTIONS (a sample), so RLlib's GetActions connector does not
 sample again; `forward_inference` returns the greedy action (argmax; softmax(logits) for
 soft Box actions). Both also return the logits as ACTION_DIST_INPUTS with a matching
-distribution class, which is what `marl evaluate` reads.
+distribution class, from which `act_in_evaluation` (`marl evaluate`, the coordination
+library) samples or takes the greedy action.
 """
 
 from __future__ import annotations
@@ -258,7 +259,7 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         # MADDPG learner runs the networks itself; nothing to compute per module here.
         return {}
 
-    # -- distributions (for `marl evaluate`; the env runners get ACTIONS directly) -----
+    # -- distributions (for act_in_evaluation; the env runners get ACTIONS directly) --
     def _action_dist_cls(self) -> type:
         if self.discrete:
             return TorchCategorical
