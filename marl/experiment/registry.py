@@ -1,7 +1,8 @@
-"""Algorithm registry: a name -> its typed config class (which builds the RLlib config).
+"""Algorithm registry: a name -> its settings class (`marl.config.AlgorithmSettings`).
 
-Capability flags live on the config classes (`has_centralized_critic()`,
-`supports_continuous_actions()`, `supports_discrete_actions()`, `supports_backend()`), so tests can
+The settings class is the algorithm's `training` section and builds its RLlib config. Its
+capability flags (`has_centralized_critic()`, `supports_continuous_actions()`,
+`supports_discrete_actions()`, `supports_image_encoder()`, `supports_backend()`) let tests
 parametrize over every valid (algorithm, scenario) pair.
 """
 
@@ -13,12 +14,13 @@ from marl.algorithms.bn import BNMAPPOConfig
 from marl.algorithms.dpo import DPOConfig
 from marl.algorithms.maddpg import MADDPGConfig
 from marl.algorithms.ppo import IPPOConfig, MAPPOConfig
+from marl.config import AlgorithmSettings
 
 
 @dataclass(frozen=True)
 class AlgorithmEntry:
     name: str
-    config_class: type
+    config_class: type[AlgorithmSettings]
     summary: str
 
 
