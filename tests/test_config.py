@@ -9,10 +9,10 @@ import gymnasium as gym
 import pytest
 import yaml
 
-from marl.algorithms.common import policy_mapping, probe_scenario
+from marl.algorithms.common import learner_settings, policy_mapping, probe_scenario
 
 from marl.core.agents import AgentToPolicy
-from marl.config import ExperimentConfig, apply_overrides, config_to_dict
+from marl.config import AlgorithmSettings, ExperimentConfig, apply_overrides, config_to_dict
 from marl.experiment import build_config, load_config
 from marl.envs import resolve_factory
 from marl.envs.wrappers import parse_wrappers
@@ -382,3 +382,29 @@ def test_scenario_rejecting_a_kwarg_value_is_one_line_scenario_error():
     with pytest.raises(ScenarioError) as info:
         make_parallel_env("coordination_game", {"n_agents": 4})
     assert "\n" not in str(info.value) and "coordination_game" in str(info.value)
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_every_algorithm_keeps_the_settings_contract(algorithm):
+    settings_class = ALGORITHMS[algorithm].config_class
+    assert issubclass(settings_class, AlgorithmSettings)
+    assert not getattr(settings_class, "__abstractmethods__", None), "to_rllib / learner_class left abstract"
+    settings = settings_class()
+    with pytest.raises(ValueError, match="frozen"):  # what was validated is what the learner reads
+        settings.gamma = 0.5
+
+
+@pytest.mark.parametrize("config_name", ["mappo_simple_spread", "dpo_simple_spread", "maddpg_simple_spread", "bn_mappo_coordination_game"])
+def test_learners_get_the_validated_settings_object_not_a_string_keyed_copy(config_name):
+    config = load_config(REPO / "configs" / f"{config_name}.yaml", ["resources.num_env_runners=0"])
+    settings = learner_settings(config.training.to_rllib(config, num_gpus_per_learner=0))
+    assert settings.training is config.training
+    assert settings.stop_env_steps == config.stop.env_steps
+    assert set(settings.policy_of) == set(settings.agents)
+
+
+def test_an_rllib_config_built_by_hand_is_refused_with_the_fix():
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    with pytest.raises(RuntimeError, match="to_rllib"):
+        learner_settings(PPOConfig())
