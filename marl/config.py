@@ -107,6 +107,14 @@ class ModelConfig(StrictModel):
     conv: list[tuple[int, int, int]] = Field(default_factory=lambda: [(16, 8, 4), (32, 4, 2)])
     """The convolutional encoder's layers as [out_channels, kernel, stride] (default: the DQN
     Atari encoder's, Mnih et al. 2013), each followed by a ReLU."""
+    image_size: Union[Annotated[int, Field(ge=8)], Literal["auto", "full"]] = "auto"
+    """Image observations (rank-3 frames) in ippo, mappo and dpo, whatever the encoder: the
+    longest side a frame may keep. A larger frame is shrunk by averaging k x k pixel blocks,
+    k the smallest integer that brings both sides within the bound (rows and columns left
+    over at the edge are dropped), before it is stored or read by any network; the chosen size
+    is printed once at the start. `auto`: 96 (cooperative_pong's 280x480 frames become 56x96,
+    k = 5); a number: that bound; `full`: frames as the scenario (and its wrappers) give them.
+    Frames already within the bound, such as those of a SuperSuit resize wrapper, are untouched."""
 
 
 ThreadCount = Union[Annotated[int, Field(ge=1)], Literal["auto"]]

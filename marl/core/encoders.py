@@ -1,8 +1,9 @@
 """Encoders of image observations: a small convolutional network over channel-last frames.
 
 Observations reach the modules flattened (the adapter lays every agent's observation out as
-one float vector), so the encoder takes the flat `(..., H*W*C)` frames, restores them to
-`(N, C, H, W)` and returns `(..., features)`. Layers follow the DQN Atari encoder (Mnih et
+one vector, uint8 for uint8 frames), so the encoder takes the flat `(..., H*W*C)` frames,
+restores them to `(N, C, H, W)`, scales them to floats (`scale`: 1/255 for bytes) and returns
+`(..., features)`. Layers follow the DQN Atari encoder (Mnih et
 al. 2013: 16 filters 8x8 stride 4, 32 filters 4x4 stride 2) by default; `conv` sets them.
 """
 
@@ -42,7 +43,8 @@ class ConvEncoder(nn.Module):
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
         lead = flat.shape[:-1]
-        frames = flat.reshape(-1, self.height, self.width, self.channels).permute(0, 3, 1, 2) * self.scale
+        frames = flat.reshape(-1, self.height, self.width, self.channels).permute(0, 3, 1, 2)
+        frames = frames.float() * self.scale if not frames.is_floating_point() else frames * self.scale
         return self.net(frames).reshape(*lead, self.out_dim)
 
 

@@ -19,6 +19,12 @@ BN_SEEN_PARENT_ACTIONS = "bn_seen_parent_actions"
 BN_DENSITY = "bn_density"
 """BN-MAPPO: the edge density of each step's graph, differentiable (the sparsity penalty's input)."""
 
+PEER_OBS = "peer_obs"
+"""A centralised critic over image observations: the other agents' own observations at the
+row's step, flat and side by side in the scenario's agent order, (B, peers * obs_dim), in the
+observations' dtype (uint8 frames). Built by the PPO learner connector from the episodes, so
+that sampling stores each frame once instead of once per agent in every agent's state part."""
+
 # -- loss terms: the PPO family (IPPO, MAPPO, and DPO and BN-MAPPO on top) ---------------------
 PG_LOSS = "pg_loss"
 """The policy loss the learner minimises (for DPO and BN-MAPPO with their penalties added)."""

@@ -15,6 +15,12 @@ processes and must not be used to build a global state.) The global state is the
 scenario's own `state()` where it has one, else the concatenated observations in
 that fixed order, with zeros for agents that have left (or always the latter, with
 `global_state: observations`).
+
+Frames (rank-3 observations) under an algorithm that reads them with a convolutional encoder
+(env_config `IMAGES_KEY`, marl/envs/scenario.py): average-pooled to the configured size, kept
+in the scenario's dtype (uint8 frames stay bytes, a quarter of float32), and never copied into
+each agent's state part: a centralised critic gets the other agents' frames from the learner
+connector (ObservationLayout.peers), so each sampled frame is stored once.
 """
 
 from __future__ import annotations
@@ -27,7 +33,18 @@ from pettingzoo.utils.env import ParallelEnv
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.annotations import override
 
-from marl.envs.scenario import ObservationLayout, ScenarioSpec, distinct_seed, layout_observations, scenario_state
+from marl.core.shapes import is_image
+from marl.envs.scenario import (
+    IMAGES_KEY,
+    ObservationLayout,
+    ScenarioSpec,
+    distinct_seed,
+    layout_observations,
+    pool_factor,
+    pool_frames,
+    pooled_shape,
+    scenario_state,
+)
 from marl.errors import ScenarioError
 
 def _flat_dim(space: gym.Space, what: str) -> int:
@@ -60,31 +77,73 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         self.possible_agents = list(self.env.possible_agents)
         self.agents = list(self.possible_agents)
         # Unsupported spaces first: the reset's data checks would reject them less clearly.
-        self._obs_dims = {a: _flat_dim(self.env.observation_space(a), f"observation of {a!r}") for a in self.possible_agents}
+        raw_spaces = {a: self.env.observation_space(a) for a in self.possible_agents}
+        for agent, space in raw_spaces.items():
+            _flat_dim(space, f"observation of {agent!r}")
         self.env.reset(seed=config.get("seed"))  # some scenarios only define state() after reset
         self._with_id = bool(config.get("agent_id_in_obs", False))
         self._with_state = bool(config.get("global_state", False))
         self._env_state = self._with_state and self.spec_.global_state == "env" and _has_state(self.env)
         self._last_state: np.ndarray | None = None
+        images = config.get(IMAGES_KEY)
+        self._raw_shapes = {a: tuple(space.shape) for a, space in raw_spaces.items()}
+        self._pool = {a: pool_factor(shape, images and images.get("max_side")) for a, shape in self._raw_shapes.items()}
+        shapes = {a: pooled_shape(self._raw_shapes[a], self._pool[a]) for a in self.possible_agents}
+        self._obs_dims = {a: int(np.prod(shape)) for a, shape in shapes.items()}
+        frames = [shapes[a] for a in self.possible_agents]
+        # Every agent's frames of one shape: a critic can encode each with one encoder.
+        self.peers_apart = bool(
+            images and images.get("peers_apart") and self._with_state and not self._env_state
+            and all(is_image(shape) for shape in frames) and len(set(frames)) == 1
+        )
+        # Bytes stay bytes when nothing in the vector needs floats (one-hot ids are 0/1).
+        as_bytes = bool(images) and all(space.dtype == np.uint8 for space in raw_spaces.values())
+        self.dtype = np.dtype(np.uint8 if as_bytes and not self.state_in_observation else np.float32)
         state_dim = 0
-        if self._with_state:
+        if self.state_in_observation:
             state_dim = int(np.prod(self.env.state().shape)) if self._env_state else sum(self._obs_dims.values())
+        peers = len(self.possible_agents) - 1 if self.peers_apart else 0
         self.layouts = {
             agent: ObservationLayout(
                 self._obs_dims[agent],
                 len(self.possible_agents) if self._with_id else 0,
                 state_dim,
-                obs_shape=tuple(self.env.observation_space(agent).shape),
-                obs_scale=1 / 255 if self.env.observation_space(agent).dtype == np.uint8 else 1.0,
+                obs_shape=shapes[agent],
+                obs_scale=1 / 255 if raw_spaces[agent].dtype == np.uint8 else 1.0,
+                peers=peers,
             )
             for agent in self.possible_agents
         }
-        self.observation_spaces = {
-            agent: gym.spaces.Box(-np.inf, np.inf, (layout.total_dim,), np.float32) for agent, layout in self.layouts.items()
-        }
+        self.observation_spaces = {agent: self._space(layout) for agent, layout in self.layouts.items()}
         self.action_spaces = {agent: self.env.action_space(agent) for agent in self.possible_agents}
-        onehots = np.eye(len(self.possible_agents), dtype=np.float32)
+        onehots = np.eye(len(self.possible_agents), dtype=self.dtype)
         self._agent_ids = dict(zip(self.possible_agents, onehots)) if self._with_id else None
+
+    @property
+    def state_in_observation(self) -> bool:
+        """Whether each agent's vector carries a state part (not when a critic's frames are kept apart)."""
+        return self._with_state and not self.peers_apart
+
+    def _space(self, layout: ObservationLayout) -> gym.spaces.Box:
+        if self.dtype == np.uint8:
+            return gym.spaces.Box(0, 255, (layout.total_dim,), np.uint8)
+        return gym.spaces.Box(-np.inf, np.inf, (layout.total_dim,), np.float32)
+
+    def own_parts(self, observations: dict[str, np.ndarray], lead: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+        """Each agent's own part of its vector, flat, frames pooled, in the vector's dtype.
+
+        `lead`: the batch dimensions in front of each observation (the vectorized runner's
+        worlds: `(B,)`); the observation itself may come flat or in its scenario shape.
+        """
+        parts = {}
+        for agent, obs in observations.items():
+            obs = np.asarray(obs)
+            if self._pool[agent] > 1:
+                obs = pool_frames(obs.reshape(*lead, *self._raw_shapes[agent]), self._pool[agent])
+            if self.dtype == np.uint8 and obs.dtype != np.uint8:
+                obs = np.rint(obs)  # frames that came as floats (stacked copies flatten them)
+            parts[agent] = obs.reshape(*lead, -1).astype(self.dtype, copy=False)
+        return parts
 
     # -- building observations -------------------------------------------------
     def global_state(self, observations: dict[str, np.ndarray]) -> np.ndarray:
@@ -102,9 +161,9 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         return self._last_state
 
     def _augment(self, observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        state = self.global_state(observations) if self._with_state else None
-        flat = {agent: np.asarray(obs, dtype=np.float32).ravel() for agent, obs in observations.items()}
-        return layout_observations(flat, self._agent_ids, state)
+        own = self.own_parts(observations)
+        state = self.global_state(own) if self.state_in_observation else None
+        return layout_observations(own, self._agent_ids, state, self.dtype)
 
     # -- MultiAgentEnv API -----------------------------------------------------
     @override(MultiAgentEnv)

@@ -121,7 +121,7 @@ class VectorizedMultiAgentEnvRunner(FaultReportingEnvRunner):
         self.num_envs = self.env.num_envs
         adapter = self.env.spec_adapter
         self._agents = self.env.possible_agents
-        self._with_state = adapter._with_state
+        self._with_state = adapter.state_in_observation  # not when a critic's frames are kept apart
         self._env_state = adapter._env_state  # the critic's state is the scenario's state(), not the observations
         self._agent_ids = adapter._agent_ids
         self._module_of = {agent: self.config.policy_mapping_fn(agent, None) for agent in self._agents}
@@ -155,13 +155,15 @@ class VectorizedMultiAgentEnvRunner(FaultReportingEnvRunner):
 
     def _laid_out(self, observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every agent's `[obs | id | state]` rows, with the state of the worlds as they are now."""
+        adapter = self.env.spec_adapter
+        own = adapter.own_parts(observations, lead=(self.num_envs,))  # frames pooled, in the layout's dtype
         state = None
         if self._with_state:
             if self._env_state:
                 state = np.asarray(self.env.backend.state(), dtype=np.float32)
             else:
-                state = np.concatenate([observations[a] for a in self._agents], axis=-1)
-        return layout_observations(observations, self._agent_ids, state)
+                state = np.concatenate([own[a] for a in self._agents], axis=-1).astype(np.float32, copy=False)
+        return layout_observations(own, self._agent_ids, state, adapter.dtype)
 
     # -- acting ------------------------------------------------------------------------
     @torch.no_grad()

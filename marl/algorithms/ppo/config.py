@@ -110,19 +110,52 @@ class ActorCriticConfig(AlgorithmSettings):
 
     def probe(self, experiment: ExperimentConfig) -> ScenarioProbe:
         """The scenario's policies and spaces as this algorithm's env runners will see them."""
+        from marl.core.shapes import is_image
+
         probe = probe_scenario(experiment, global_state=self.uses_centralized_critic())
+        if any(is_image(info.layout.obs_shape) for info in probe.policies.values()):
+            probe = self._with_frames_handled(probe, experiment)
         for info in probe.policies.values():
             if not isinstance(info.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
                 raise ConfigError(
                     f"scenario: policy {info.policy_id!r} has action space {info.action_space}; "
                     f"{experiment.algorithm} supports Discrete and Box actions"
                 )
+            if info.layout.peers and self.learner_connector == "rllib":
+                raise ConfigError(
+                    "training.learner_connector: rllib cannot give a centralised critic over image observations the "
+                    "other agents' frames (the learner connector builds them); use learner_connector: vectorized"
+                )
             if self.uses_image_encoder(info, experiment):
-                self._check_image_policy(info, experiment, n_agents=len(probe.agents))
+                self._check_image_policy(info)
         return probe
 
-    def _check_image_policy(self, info: PolicyInfo, experiment: ExperimentConfig, *, n_agents: int) -> None:
-        """A convolutional encoder needs frames, and a centralised one every agent's frame side by side."""
+    def _with_frames_handled(self, probe: ScenarioProbe, experiment: ExperimentConfig) -> ScenarioProbe:
+        """The probe of a scenario with frames, with the adapter told how to treat them
+        (marl.envs.scenario.IMAGES_KEY): pooled within `model.image_size`, uint8 kept, and a
+        centralised critic's frames kept out of the per-agent state."""
+        from dataclasses import replace
+
+        from marl.envs.adapter import PettingZooMultiAgentEnv
+        from marl.envs.scenario import AUTO_IMAGE_SIDE, IMAGES_KEY
+
+        size = experiment.model.image_size
+        max_side = AUTO_IMAGE_SIDE if size == "auto" else None if size == "full" else int(size)
+        env_config = {**probe.env_config, IMAGES_KEY: {"max_side": max_side, "peers_apart": self.uses_centralized_critic()}}
+        env = PettingZooMultiAgentEnv(env_config)
+        try:
+            policies = {
+                policy_id: replace(info, observation_space=env.observation_spaces[info.agents[0]], layout=env.layouts[info.agents[0]])
+                for policy_id, info in probe.policies.items()
+            }
+        finally:
+            env.close()
+        for policy_id, info in policies.items():
+            _announce_frames(experiment, probe.policies[policy_id].layout.obs_shape, info.layout.obs_shape)
+        return replace(probe, env_config=env_config, policies=policies)
+
+    def _check_image_policy(self, info: PolicyInfo) -> None:
+        """A convolutional encoder needs frames, and a centralised one every agent's frame."""
         from marl.core.shapes import is_image
 
         layout = info.layout
@@ -131,10 +164,10 @@ class ActorCriticConfig(AlgorithmSettings):
                 f"model.encoder: cnn needs image observations (height, width, channels), but policy {info.policy_id!r} "
                 f"observes shape {layout.obs_shape}; use model.encoder: auto or mlp"
             )
-        if self.uses_centralized_critic() and layout.state_dim != n_agents * layout.obs_dim:
+        if self.uses_centralized_critic() and not layout.peers:
             raise ConfigError(
                 "scenario.global_state: a centralised critic over image observations encodes each agent's frame, so "
-                "its state must be the agents' frames side by side; set scenario.global_state: observations "
+                "it reads the agents' frames, not the scenario's state(); set scenario.global_state: observations "
                 "(and give every agent frames of one shape)"
             )
 
@@ -158,6 +191,8 @@ class ActorCriticConfig(AlgorithmSettings):
                 "value_normalization": self.value_normalization,
                 "initial_log_std": self.initial_log_std,
                 **self._encoder_settings(info, experiment),
+                # A centralised critic over frames reads its peers' from PEER_OBS (module docstring).
+                **({"peers": info.layout.peers, "scenario_agents": list(probe.scenario_agents)} if info.layout.peers else {}),
             },
         )
 
@@ -209,6 +244,27 @@ class ActorCriticConfig(AlgorithmSettings):
             rl_module_spec=MultiRLModuleSpec(
                 rl_module_specs={policy_id: self.module_spec(info, experiment, probe) for policy_id, info in probe.policies.items()}
             )
+        )
+
+
+_ANNOUNCED_FRAMES: set[tuple] = set()
+
+
+def _announce_frames(experiment: ExperimentConfig, raw: tuple[int, ...], used: tuple[int, ...]) -> None:
+    """Print once per process and scenario what size of frames the networks read (`model.image_size`)."""
+    key = (experiment.scenario.name, tuple(raw), tuple(used))
+    if key in _ANNOUNCED_FRAMES:
+        return
+    _ANNOUNCED_FRAMES.add(key)
+    size = "x".join(str(side) for side in used)
+    if tuple(raw) == tuple(used):
+        print(f"frames: {size} as the scenario gives them (model.image_size: {experiment.model.image_size})", flush=True)
+    else:
+        factor = raw[0] // used[0]
+        print(
+            f"frames: {'x'.join(str(side) for side in raw)} -> {size}, {factor}x{factor} pixel blocks averaged "
+            f"(model.image_size: {experiment.model.image_size}; `full` keeps them)",
+            flush=True,
         )
 
 

@@ -18,6 +18,11 @@ anchor of MAPPO's clipped value loss). tests/test_ppo_connector.py checks it col
 column against RLlib's pipeline. Rows are ordered by episode, then agent (RLlib's order
 follows a set of agent ids, salted per process; ours sorts them, `marl/rllib/ordering.py`), which
 only changes how minibatches are shuffled.
+
+A centralised critic over image observations (`module.peers > 0`, ObservationLayout.peers)
+also gets PEER_OBS: for each row, the other agents' observations at the same step, taken from
+the episode the row belongs to. Sampling thus stores every frame once, in its own agent's
+observations, instead of once more per agent in every agent's state part.
 """
 
 from __future__ import annotations
@@ -34,7 +39,13 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
 from marl.core.gae import standardize, value_targets
+from marl.core.keys import PEER_OBS
 from marl.rllib.ordering import single_agent_episodes_in_order
+
+
+# Rows per critic pass when the connector computes the sampled values: bounds the memory of
+# convolutional activations on large frames; vectors fit in one pass anyway.
+VALUE_ROWS_PER_PASS = 512
 
 
 class PPOTrainBatch(ConnectorV2):
@@ -48,9 +59,12 @@ class PPOTrainBatch(ConnectorV2):
     @override(ConnectorV2)
     def __call__(self, *, rl_module, batch: dict[str, Any], episodes, **kwargs) -> dict[str, Any]:
         trajectories: dict[str, list[SingleAgentEpisode]] = defaultdict(list)
-        for episode in single_agent_episodes_in_order(episodes, agents_that_stepped_only=False):
-            if len(episode) > 0:
-                trajectories[episode.module_id].append(episode)
+        owners: dict[str, list[Any]] = defaultdict(list)  # the multi-agent episode of each trajectory
+        for episode in episodes:
+            for agent_episode in single_agent_episodes_in_order([episode], agents_that_stepped_only=False):
+                if len(agent_episode) > 0:
+                    trajectories[agent_episode.module_id].append(agent_episode)
+                    owners[agent_episode.module_id].append(episode)
         # A fixed module order: with data-parallel learners each module's gradients are
         # all-reduced in the order its loss is built (the batch's key order), and learners
         # whose shards met the agents in another order would sum one module's gradients
@@ -63,15 +77,22 @@ class PPOTrainBatch(ConnectorV2):
                     f"module {module_id!r} is stateful; PPOTrainBatch builds batches for feed-forward "
                     "modules only (set training.learner_connector: rllib)"
                 )
-            batch[module_id] = self._module_batch(module, module_trajectories)
+            batch[module_id] = self._module_batch(module, module_trajectories, owners[module_id])
         return batch
 
-    def _module_batch(self, module, trajectories: list[SingleAgentEpisode]) -> dict[str, torch.Tensor]:
+    def _module_batch(self, module, trajectories: list[SingleAgentEpisode], owners: list[Any]) -> dict[str, torch.Tensor]:
         columns = extended_columns(trajectories)
+        if getattr(module, "peers", 0):
+            columns[PEER_OBS] = peer_observations(trajectories, owners, module.scenario_agents, module.obs_dim)
         device = next(module.parameters()).device
         tensors = {key: torch.from_numpy(value).to(device) for key, value in columns.items()}
+        rows = len(columns[Columns.REWARDS])
+        per_pass = VALUE_ROWS_PER_PASS if getattr(module, "critic_encoder", None) is not None else rows
         with torch.no_grad():
-            values = module.compute_values(tensors).float().cpu().numpy()
+            values = np.concatenate([
+                module.compute_values({key: value[start : start + per_pass] for key, value in tensors.items()}).float().cpu().numpy()
+                for start in range(0, rows, per_pass)
+            ])
         targets = value_targets(
             values, columns[Columns.REWARDS], columns[Columns.TERMINATEDS], columns[Columns.TRUNCATEDS], self.gamma, self.lambda_
         )
@@ -108,7 +129,7 @@ def extended_columns(trajectories: list[SingleAgentEpisode]) -> dict[str, np.nda
     terminated = np.array([t.is_terminated for t in trajectories])
     truncated = np.array([t.is_truncated or not t.is_terminated for t in trajectories])
     columns = {
-        Columns.OBS: np.concatenate(observations).astype(np.float32, copy=False),
+        Columns.OBS: _as_network_input(np.concatenate(observations)),
         Columns.ACTIONS: np.concatenate(actions),
         Columns.REWARDS: np.concatenate(rewards),
         Columns.LOSS_MASK: np.ones(rows, dtype=bool),
@@ -120,3 +141,39 @@ def extended_columns(trajectories: list[SingleAgentEpisode]) -> dict[str, np.nda
     columns[Columns.TRUNCATEDS][last_step] = truncated
     columns.update({key: np.concatenate(parts) for key, parts in extras.items()})
     return columns
+
+
+def _as_network_input(observations: np.ndarray) -> np.ndarray:
+    """float32, except bytes (uint8 frames), which the module's encoder scales itself."""
+    return observations if observations.dtype == np.uint8 else observations.astype(np.float32, copy=False)
+
+
+def peer_observations(trajectories: list[SingleAgentEpisode], owners: list[Any], agents: list[str], obs_dim: int) -> np.ndarray:
+    """For each row of `extended_columns(trajectories)`: the other agents' own observations
+    (the first `obs_dim` entries of theirs: the frame, without id) at the same step, side by
+    side in `agents`' order (`owners[i]`: the multi-agent episode of `trajectories[i]`). Steps
+    are matched by the agents' own step counts, which are the env's for agents that act at
+    every step; an agent that has left (or not yet come) gives zeros."""
+    blocks = []
+    for trajectory, episode in zip(trajectories, owners):
+        own = np.asarray(trajectory.get_observations(slice(0, len(trajectory) + 1)))[:, :obs_dim]
+        others = [
+            _aligned_observations(trajectory, episode.agent_episodes.get(agent), own)
+            for agent in agents
+            if agent != trajectory.agent_id
+        ]
+        blocks.append(np.concatenate(others, axis=-1))
+    return np.concatenate(blocks)
+
+
+def _aligned_observations(trajectory: SingleAgentEpisode, other: SingleAgentEpisode | None, own: np.ndarray) -> np.ndarray:
+    """`other`'s observations at `trajectory`'s rows (`own`: its observations, for shape and dtype)."""
+    aligned = np.zeros_like(own)
+    if other is None:
+        return aligned
+    theirs = np.asarray(other.get_observations(slice(0, len(other) + 1)))[:, : own.shape[1]]
+    offset = trajectory.t_started - other.t_started  # row i is their step i + offset
+    first, last = max(0, -offset), min(len(own), len(theirs) - offset)
+    if last > first:
+        aligned[first:last] = theirs[first + offset : last + offset]
+    return aligned

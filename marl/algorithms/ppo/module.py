@@ -9,8 +9,11 @@ Actor and critic share no layers (MAPPO's reference keeps them separate).
 
 Image observations (rank-3 frames, `model.encoder: auto | cnn`): the actor and the critic
 each put a convolutional encoder (marl/core/encoders.py) before their MLP; a centralised
-critic encodes every agent's frame in the state with one shared encoder and concatenates
-the features, instead of one layer over all agents' raw pixels.
+critic encodes every agent's frame with one shared encoder and concatenates the features,
+instead of one layer over all agents' raw pixels. Its frames are the row's own observation
+and the other agents' (`peers`) from the train batch's PEER_OBS column, which the learner
+connector builds; they are not in the observation, so the env runners' modules, which only
+act, never see them. Frames may arrive as uint8: the encoder scales them.
 """
 
 from __future__ import annotations
@@ -28,23 +31,30 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 
 from marl.core.encoders import DEFAULT_CONV, ConvEncoder, PerAgentEncoder
+from marl.core.keys import PEER_OBS
 from marl.core.networks import in_return_units, mlp, value_head
 from marl.rllib.acting import EpisodeRandomness, ModuleActions, act_with_distribution
 
 class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
     """model_config keys: obs_dim, id_dim, state_dim, hidden, activation,
     centralized_critic, value_normalization, initial_log_std; for images also encoder
-    ("cnn"), obs_shape (H, W, C), conv [(channels, kernel, stride), ...] and obs_scale."""
+    ("cnn"), obs_shape (H, W, C), conv [(channels, kernel, stride), ...] and obs_scale, and for
+    a centralised critic whose frames are kept apart peers (how many other agents) and
+    scenario_agents (their order in PEER_OBS)."""
 
     @override(TorchRLModule)
     def setup(self):
         cfg = self.model_config
         self.obs_dim, self.id_dim, self.state_dim = cfg["obs_dim"], cfg["id_dim"], cfg["state_dim"]
         self.centralized_critic = bool(cfg["centralized_critic"])
-        if self.centralized_critic and self.state_dim == 0:
-            raise ValueError("a centralised critic needs the global state in the observation (state_dim > 0)")
+        self.peers = int(cfg.get("peers", 0)) if self.centralized_critic else 0
+        self.scenario_agents = list(cfg.get("scenario_agents", []))
+        if self.centralized_critic and self.state_dim == 0 and self.peers == 0:
+            raise ValueError("a centralised critic needs the global state in the observation (state_dim > 0) or its peers' frames")
         actor_in = self.obs_dim + self.id_dim
-        critic_in = self.id_dim + self.state_dim if self.centralized_critic else actor_in
+        critic_in = actor_in
+        if self.centralized_critic:
+            critic_in = self.id_dim + (self.obs_dim * (1 + self.peers) if self.peers else self.state_dim)
         self.actor_encoder = self.critic_encoder = None
         if cfg.get("encoder") == "cnn":
             actor_in, critic_in = self._build_encoders(cfg)
@@ -72,7 +82,9 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
             return ConvEncoder(cfg["obs_shape"], cfg.get("conv") or DEFAULT_CONV, cfg.get("obs_scale", 1.0))
 
         self.actor_encoder = encoder()
-        if self.centralized_critic:  # the state is every agent's frame, side by side (checked in the config)
+        if self.peers:  # its own frame, then its peers' from PEER_OBS
+            self.critic_encoder = PerAgentEncoder(encoder(), 1 + self.peers)
+        elif self.centralized_critic:  # the state is every agent's frame, side by side (checked in the config)
             self.critic_encoder = PerAgentEncoder(encoder(), self.state_dim // self.obs_dim)
         else:
             self.critic_encoder = encoder()
@@ -82,17 +94,24 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
     def actor_input(self, obs: torch.Tensor) -> torch.Tensor:
         if self.actor_encoder is not None:
             own, agent_id = obs[..., : self.obs_dim], obs[..., self.obs_dim : self.obs_dim + self.id_dim]
-            return torch.cat([self.actor_encoder(own), agent_id], dim=-1)
-        return obs[..., : self.obs_dim + self.id_dim]
+            return torch.cat([self.actor_encoder(own), _floats(agent_id)], dim=-1)
+        return _floats(obs[..., : self.obs_dim + self.id_dim])
 
-    def critic_input(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.critic_encoder is not None:
-            agent_id = obs[..., self.obs_dim : self.obs_dim + self.id_dim]
-            frames = obs[..., self.obs_dim + self.id_dim :] if self.centralized_critic else obs[..., : self.obs_dim]
-            return torch.cat([agent_id, self.critic_encoder(frames)], dim=-1)
-        if self.centralized_critic:
-            return obs[..., self.obs_dim :]
-        return obs[..., : self.obs_dim + self.id_dim]
+    def critic_input(self, obs: torch.Tensor, peer_obs: torch.Tensor | None = None) -> torch.Tensor:
+        """`peer_obs`: the other agents' observations (PEER_OBS), for a critic with `peers`."""
+        if not self.centralized_critic and self.critic_encoder is None:
+            return _floats(obs[..., : self.obs_dim + self.id_dim])
+        agent_id = _floats(obs[..., self.obs_dim : self.obs_dim + self.id_dim])
+        if self.peers:
+            if peer_obs is None:
+                raise ValueError(f"this centralised critic reads its {self.peers} peers' frames from the batch column {PEER_OBS!r}")
+            frames = torch.cat([obs[..., : self.obs_dim], peer_obs], dim=-1)
+        elif self.centralized_critic:
+            frames = obs[..., self.obs_dim + self.id_dim :]
+        else:
+            frames = obs[..., : self.obs_dim]
+        features = self.critic_encoder(frames) if self.critic_encoder is not None else _floats(frames)
+        return torch.cat([agent_id, features], dim=-1)
 
     # -- policy ------------------------------------------------------------------
     def action_dist_inputs(self, obs: torch.Tensor) -> torch.Tensor:
@@ -108,7 +127,7 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
     # -- values ------------------------------------------------------------------
     def normalized_values(self, batch: dict[str, Any]) -> torch.Tensor:
         """The critic's raw output: normalised units when value normalisation is on."""
-        return self.critic(self.critic_input(batch[Columns.OBS])).squeeze(-1)
+        return self.critic(self.critic_input(batch[Columns.OBS], batch.get(PEER_OBS))).squeeze(-1)
 
     @override(ValueFunctionAPI)
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
@@ -119,3 +138,8 @@ class ActorCriticModule(TorchRLModule, ValueFunctionAPI):
     def act_in_evaluation(self, obs: torch.Tensor, *, explore: bool, randomness: EpisodeRandomness, memory: list[Any]) -> ModuleActions:
         """A sample of the actor's distribution (exploring) or its mode; Discrete actions with their probabilities."""
         return act_with_distribution(self, {Columns.OBS: obs}, explore=explore, generator=randomness.torch)
+
+
+def _floats(x: torch.Tensor) -> torch.Tensor:
+    """Network input as floats: uint8 frames (and ids stored with them) arrive as bytes."""
+    return x if x.is_floating_point() else x.float()
