@@ -17,7 +17,7 @@ over the iterations after the first (which includes start-up). Where an iteratio
 goes: benchmarks/profile_iteration.py.
 
 usage: python benchmarks/throughput.py [--steps 40000] [--skip-stock] [--target-return -60 --max-steps 1500000 [--seeds 0 1 2]]
-       [--runners 0 1 2 [--backends vectorized]]   (scaling: MAPPO with that many env runners)
+       [--runners 0 1 2 [--backends vectorized] [--overlap true false] [--driver-threads 1]]   (scaling: MAPPO with that many env runners)
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 THROUGHPUT_STEPS = 40_000  # set from --steps: the window over which steps/s is measured
+DRIVER_THREADS = 0  # set from --driver-threads: 0 leaves torch's and BLAS's own (every core)
 STOCK_SCRIPT = REPO.parent / "shared" / "bench" / "stock_rllib_ppo.py"
 EQUAL_WORK = [
     "policies.sharing=shared",
@@ -78,7 +79,8 @@ def vectorized_env_rate(num_envs: int, seconds: float = 3.0) -> float:
     return calls * num_envs / (time.perf_counter() - start)
 
 
-def one_run(algorithm: str, backend: str, total_steps: int, target_return: float | None, runners: int = 2, seed: int = 0) -> dict:
+def one_run(algorithm: str, backend: str, total_steps: int, target_return: float | None, runners: int = 2, seed: int = 0,
+            overlap: str = "auto") -> dict:
     """Train `algorithm` at the equal workload on `backend`.
 
     Reports env steps/s after the first iteration (which includes start-up) and, with a
@@ -88,8 +90,12 @@ def one_run(algorithm: str, backend: str, total_steps: int, target_return: float
     """
     import ray
 
+    if DRIVER_THREADS:
+        from marl.rllib.threads import limit_threads
+
+        limit_threads(DRIVER_THREADS)  # as `marl train` sizes the driver (resources.threads.driver)
     ray.init(address="local", num_cpus=max(2, runners + 1), include_dashboard=False, log_to_driver=False)
-    algo = _stock_config().build_algo() if algorithm == "stock" else _our_config(algorithm, backend, total_steps, runners, seed).build_algo()
+    algo = _stock_config().build_algo() if algorithm == "stock" else _our_config(algorithm, backend, total_steps, runners, seed, overlap).build_algo()
     reached = None
     try:
         start = time.time()
@@ -114,6 +120,7 @@ def one_run(algorithm: str, backend: str, total_steps: int, target_return: float
         "algorithm": algorithm,
         "backend": backend,
         "env_runners": runners,
+        "overlap_sampling": None if algorithm == "stock" else algo.config.overlap_sampling,
         "seed": None if algorithm == "stock" else seed,
         "env_steps_per_s": rate,
         "team_return": float(result["env_runners"].get("episode_return_mean", float("nan"))),
@@ -121,11 +128,11 @@ def one_run(algorithm: str, backend: str, total_steps: int, target_return: float
     }
 
 
-def _our_config(algorithm: str, backend: str, total_steps: int, runners: int, seed: int = 0):
+def _our_config(algorithm: str, backend: str, total_steps: int, runners: int, seed: int = 0, overlap: str = "auto"):
     from marl.experiment import load_config
 
     overrides = EQUAL_WORK + [f"stop.env_steps={total_steps}", f"scenario.backend={backend}", f"seed={seed}",
-                              f"resources.num_env_runners={runners}",
+                              f"resources.num_env_runners={runners}", f"training.overlap_sampling={overlap}",
                               # the same 16 worlds per update, however many runners step them
                               f"resources.num_envs_per_env_runner={16 // max(runners, 1)}"]
     config = load_config(REPO / "configs" / f"{algorithm}_simple_spread.yaml", overrides)
@@ -171,20 +178,24 @@ def main() -> None:
     parser.add_argument("--algorithms", nargs="+", default=["ippo", "mappo"], choices=["ippo", "mappo"])
     parser.add_argument("--backends", nargs="+", default=["pettingzoo", "vectorized"], choices=["pettingzoo", "vectorized"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="with --target-return: one run per seed")
-    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--overlap", nargs="+", default=["auto"], choices=["auto", "true", "false"],
+                        help="training.overlap_sampling of our runs; with --runners, one line per value (e.g. true false)")
+    parser.add_argument("--driver-threads", type=int, default=0,
+                        help="torch/BLAS threads of the driver (`marl train` sets 1 for these updates); 0: every core")
+    parser.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global THROUGHPUT_STEPS
-    THROUGHPUT_STEPS = args.steps
+    global THROUGHPUT_STEPS, DRIVER_THREADS
+    THROUGHPUT_STEPS, DRIVER_THREADS = args.steps, args.driver_threads
     total = args.max_steps if args.target_return is not None else args.steps
     if args.one:
-        algorithm, backend, runners, seed = args.one
-        print(json.dumps(one_run(algorithm, backend, total, args.target_return, int(runners), int(seed))))
+        algorithm, backend, runners, seed, overlap = args.one
+        print(json.dumps(one_run(algorithm, backend, total, args.target_return, int(runners), int(seed), overlap)))
         return
-    forwarded = ["--steps", str(args.steps), "--max-steps", str(args.max_steps)]
+    forwarded = ["--steps", str(args.steps), "--max-steps", str(args.max_steps), "--driver-threads", str(args.driver_threads)]
     if args.target_return is not None:
         forwarded += ["--target-return", str(args.target_return)]
     if args.runners:
-        _scaling(args.backends, args.runners, forwarded)
+        _scaling(args.backends, args.runners, forwarded, args.overlap)
         return
 
     print(f"raw simple_spread_v3 (random actions, 1 process): {raw_env_rate():,.0f} env steps/s")
@@ -199,13 +210,14 @@ def main() -> None:
         stock = float(line.split("env_steps_per_s")[1].split()[0])
         print(f"stock RLlib PPO (equal-work):                   {stock:,.0f} env steps/s   ({line})")
         if args.target_return is not None:
-            _print_reached([_subprocess_json(["--one", "stock", "pettingzoo", "2", str(seed), *forwarded]) for seed in args.seeds], args.target_return)
+            _print_reached([_subprocess_json(["--one", "stock", "pettingzoo", "2", str(seed), "auto", *forwarded]) for seed in args.seeds], args.target_return)
     # 2 runners x 8 worlds: stock's layout; 0 runners x 16 worlds in the driver: the shipped configs'.
     layouts = [(backend, 2) for backend in args.backends] + ([("vectorized", 0)] if "vectorized" in args.backends else [])
     for backend, runners in layouts:
         for algorithm in args.algorithms:
             seeds = args.seeds if args.target_return is not None else args.seeds[:1]
-            results = [_subprocess_json(["--one", algorithm, backend, str(runners), str(seed), *forwarded]) for seed in seeds]
+            results = [_subprocess_json(["--one", algorithm, backend, str(runners), str(seed), args.overlap[0], *forwarded])
+                       for seed in seeds]
             rate = sum(r["env_steps_per_s"] for r in results) / len(results)
             ratio = f"  = {rate / stock:.2f}x stock" if stock else ""
             layout = f"{runners} runners x {16 // max(runners, 1)}"
@@ -230,21 +242,25 @@ def _print_reached(results: list[dict], target: float | None) -> None:
               f"{sum(r['env_steps'] for r in reached) / len(reached):,.0f} env steps")
 
 
-def _scaling(backends: list[str], runner_counts: list[int], forwarded: list[str]) -> None:
-    """MAPPO with 0 (sampling in the driver), 1, 2, ... env runners, the 16 worlds split among them.
+def _scaling(backends: list[str], runner_counts: list[int], forwarded: list[str], overlaps: list[str]) -> None:
+    """MAPPO with 0 (sampling in the driver), 1, 2, ... env runners, the 16 worlds split among them,
+    once per `training.overlap_sampling` value in `overlaps`.
 
-    Efficiency of n >= 1 runners = (steps/s with n) / (n x steps/s with the smallest n >= 1):
-    on a machine with fewer cores than runners + driver it can only fall.
+    Efficiency of n >= 1 runners = (steps/s with n) / (n x steps/s with the smallest n >= 1, same
+    overlap setting): on a machine with fewer cores than runners + driver it can only fall.
     """
     for backend in backends:
-        per_runner = None
-        for runners in runner_counts:
-            rate = _subprocess_json(["--one", "mappo", backend, str(runners), "0", *forwarded])["env_steps_per_s"]
-            line = f"mappo {backend:10s} {runners:2d} env runners x {16 // max(runners, 1):2d} worlds: {rate:,.0f} env steps/s"
-            if runners >= 1:
-                per_runner = per_runner or rate / runners
-                line += f", efficiency {rate / (per_runner * runners):.2f}"
-            print(line, flush=True)
+        for overlap in overlaps:
+            per_runner = None
+            for runners in runner_counts:
+                result = _subprocess_json(["--one", "mappo", backend, str(runners), "0", overlap, *forwarded])
+                rate = result["env_steps_per_s"]
+                line = (f"mappo {backend:10s} {runners:2d} env runners x {16 // max(runners, 1):2d} worlds, "
+                        f"overlap {'on ' if result['overlap_sampling'] else 'off'}: {rate:,.0f} env steps/s")
+                if runners >= 1:
+                    per_runner = per_runner or rate / runners
+                    line += f", efficiency {rate / (per_runner * runners):.2f}"
+                print(line, flush=True)
 
 
 if __name__ == "__main__":

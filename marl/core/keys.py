@@ -77,3 +77,8 @@ APPROX_NLL = "approx_nll"
 APPROX_ENTROPY = "approx_entropy"
 INFERENCE_TERMS = (APPROX_LOSS, APPROX_NLL, APPROX_ENTROPY)
 """Logged too with inferred policies (`training.infer_policies`)."""
+
+# -- sampling overlapped with learning (`training.overlap_sampling`, marl/rllib/overlap.py) ------
+SAMPLED_WEIGHTS_LAG = "sampled_weights_lag"
+"""Updates between the weights a train batch was sampled with and the learner's at its update
+(the most over the batch's rollouts): 0 when sampling waits for learning, at most 1 overlapped."""
