@@ -17,7 +17,8 @@ each skipped with a printed reason where the machine lacks what it needs:
   scaling   benchmarks/scaling.py's sampling rounds over 1, 2, 4, 8, 14 env runners, on both
             backends (counts above the machine's cores - 1 are skipped: the driver keeps one)
   large     MAPPO with 14 env runners (capped as above), train batch 22,400, 256x256
-            networks, 5 epochs, CPU learner and GPU learner
+            networks, 5 epochs, CPU learner and GPU learner, then the last of them again with
+            sampling overlapped with learning (`training.overlap_sampling=true`)
 
 Figures go to OUT/hardware.csv and OUT/hardware.md (one table) and are printed as they come.
 The default budget fits in about 7 minutes on a 16-core machine; `--quick` shortens every
@@ -212,11 +213,13 @@ def plan(sections: list[str], quick: bool, gpu: bool, machine_cores: int) -> tup
             jobs.append(("scaling", {"backend": backend, "counts": counts, "quick": quick}))
     if "large" in sections:
         runners = min(14, max(1, most))
-        for learner in learners:
-            jobs.append(("train", {"section": "large", "name": "MAPPO 256x256, batch 22,400, 5 epochs",
-                                   "config": "mappo_simple_spread",
-                                   "overrides": [*LARGE, f"resources.num_env_runners={runners}",
-                                                 f"resources.num_envs_per_env_runner={max(1, 32 // runners)}"],
+        layout = [*LARGE, f"resources.num_env_runners={runners}", f"resources.num_envs_per_env_runner={max(1, 32 // runners)}"]
+        # The last run samples the next batch while the learner updates (training.overlap_sampling):
+        # whether that pays with many runners decides its `auto` (off since the 2-core measurements).
+        variants = [(learner, "", []) for learner in learners] + [(learners[-1], ", sampling overlapped", ["training.overlap_sampling=true"])]
+        for learner, suffix, extra in variants:
+            jobs.append(("train", {"section": "large", "name": f"MAPPO 256x256, batch 22,400, 5 epochs{suffix}",
+                                   "config": "mappo_simple_spread", "overrides": [*layout, *extra],
                                    "gpus": int(learner == "GPU"), "seconds": 1.0 if quick else 10.0}))
     return jobs, skipped
 
