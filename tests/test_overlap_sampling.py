@@ -26,6 +26,8 @@ FAULTY = "tests.scenarios_for_tests:faulty_spread"  # simple_spread with one pla
 def ray_local():
     import ray
 
+    if ray.is_initialized():  # an earlier test's build_algo() started one with other settings
+        ray.shutdown()
     # The planted-fault scenario imports from the repository root, in the env runners too.
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})

@@ -138,8 +138,9 @@ class PettingZooMultiAgentEnv(MultiAgentEnv):
         parts = {}
         for agent, obs in observations.items():
             obs = np.asarray(obs)
-            if self._pool[agent] > 1:
-                obs = pool_frames(obs.reshape(*lead, *self._raw_shapes[agent]), self._pool[agent])
+            pool = self._pool.get(agent, 1)  # an agent outside possible_agents is RLlib's to refuse
+            if pool > 1:
+                obs = pool_frames(obs.reshape(*lead, *self._raw_shapes[agent]), pool)
             if self.dtype == np.uint8 and obs.dtype != np.uint8:
                 obs = np.rint(obs)  # frames that came as floats (stacked copies flatten them)
             parts[agent] = obs.reshape(*lead, -1).astype(self.dtype, copy=False)
