@@ -37,7 +37,7 @@ from ray.rllib.utils.spaces.space_utils import unsquash_action
 from marl.envs.adapter import PettingZooMultiAgentEnv
 from marl.envs.metrics import metrics_for, wants_benchmark_data
 from marl.errors import ConfigError
-from marl.core.agents import teams_of
+from marl.core.agents import invert_mapping, teams_of
 from marl.rllib.acting import ActsInEvaluation, EpisodeRandomness
 from marl.training.checkpoints import read_meta, resolve_checkpoint
 
@@ -167,11 +167,8 @@ class CheckpointPolicies:
         """Every agent's env action: each policy acts on its agents' observations as one batch."""
         if self._randomness is None:
             raise RuntimeError("CheckpointPolicies.act: call start_episode(randomness) first")
-        by_policy: dict[str, list[str]] = {}
-        for agent in observations:
-            by_policy.setdefault(self.mapping[agent], []).append(agent)
         chosen = StepActions({}, {}, {})
-        for policy_id, agents in by_policy.items():
+        for policy_id, agents in invert_mapping({agent: self.mapping[agent] for agent in observations}).items():
             acted = self.modules[policy_id].act_in_evaluation(
                 torch.as_tensor(np.stack([observations[agent] for agent in agents])),
                 explore=explore,
