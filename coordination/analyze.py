@@ -179,6 +179,17 @@ def speakers(frame: pd.DataFrame) -> list[str]:
     return found
 
 
+def spoken_words(rows: pd.DataFrame) -> np.ndarray:
+    """A speaker's word at each of its rows: its Discrete action, or, for a Box message (mpe2's
+    `continuous_actions`), the channel it weights most, the same argmax the `message` column
+    records from the world. Counting distinct Box vectors instead would make every step a
+    different word, and the signalling estimate would only measure the sample size."""
+    if "action" in rows and rows["action"].notna().all():
+        return rows["action"].to_numpy()
+    channels = sorted((c for c in rows.columns if c.startswith("action_") and rows[c].notna().all()), key=lambda c: int(c.split("_")[1]))
+    return rows[channels].to_numpy().argmax(axis=1)
+
+
 def communication_metrics(frame: pd.DataFrame, checkpoint, *, episodes: int, seed: int) -> dict[str, Any]:
     """Signalling and listening per speaker; `frame` holds the greedy rollouts of seeds
     seed, seed+1, ..., which are the actual-message side of the paired comparison."""
@@ -190,7 +201,7 @@ def communication_metrics(frame: pd.DataFrame, checkpoint, *, episodes: int, see
         intervened = episode_returns(intervened).to_numpy()
         listening = positive_listening(actual, intervened, np.random.default_rng(seed), paired=True)
         results[speaker] = {
-            "positive_signalling_nats": positive_signalling(rows["action"].to_numpy(), rows["goal_landmark"].to_numpy()),
+            "positive_signalling_nats": positive_signalling(spoken_words(rows), rows["goal_landmark"].to_numpy()),
             "positive_signalling_max_nats": float(np.log(rows["goal_landmark"].nunique())),
             "positive_listening": {"estimate": listening.estimate, "low": listening.low, "high": listening.high},
             "team_return_actual_messages": float(actual.mean()),

@@ -421,3 +421,19 @@ def test_bad_input_raises_a_one_line_value_error(call, message):
     with pytest.raises(ValueError, match=message) as error:
         call()
     assert "\n" not in str(error.value)
+
+
+def test_spoken_words_of_discrete_and_box_speakers():
+    """A Box message's word is its largest channel (as the world's `message` column records it),
+    so a speaker naming the goal with soft vectors gets ln 3 nats, not the log of the row count."""
+    import pandas as pd
+
+    from coordination.analyze import spoken_words
+
+    goals = np.array([0, 1, 2] * 10)
+    soft = np.eye(3)[goals] * 0.8 + np.random.default_rng(0).uniform(0, 0.1, (30, 3))  # every row a distinct vector
+    box = pd.DataFrame({"action_0": soft[:, 0], "action_1": soft[:, 1], "action_2": soft[:, 2], "action_3": np.nan})
+    np.testing.assert_array_equal(spoken_words(box), goals)
+    assert positive_signalling(spoken_words(box), goals) == pytest.approx(LN3, abs=TOL)
+    discrete = pd.DataFrame({"action": goals, "action_0": np.nan})
+    np.testing.assert_array_equal(spoken_words(discrete), goals)

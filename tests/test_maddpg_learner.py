@@ -162,3 +162,36 @@ def test_local_critic_reads_only_the_agents_own_observation_and_action():
 
 def _state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in network.state_dict().items()}
+
+
+def test_greedy_target_actions_are_the_target_actors_argmax_without_noise():
+    learner, _ = build_maddpg_learner("training.target_actions=greedy")
+    joint = split_joint_columns(tensor_batch(hand_rows()), AGENTS)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        first = learner.target_actions(joint)
+        torch.manual_seed(2)  # other Gumbel noise would change sampled targets
+        second = learner.target_actions(joint)
+        for agent in AGENTS:
+            module = learner.module[agent].unwrapped()
+            argmax = torch.nn.functional.one_hot(module.target_actor(joint["next_obs"][agent]).argmax(-1), 5).float()
+            torch.testing.assert_close(first[agent], argmax * joint["mask"][agent][:, None])
+            torch.testing.assert_close(first[agent], second[agent])
+
+
+def test_sampled_target_actions_draw_new_noise():
+    learner, _ = build_maddpg_learner()
+    joint = split_joint_columns(tensor_batch(hand_rows()), AGENTS)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        first = learner.target_actions(joint)
+        torch.manual_seed(2)
+        second = learner.target_actions(joint)
+    assert any(not torch.equal(first[a], second[a]) for a in AGENTS)
+
+
+@pytest.mark.parametrize("gain", [0.01, 1.0])
+def test_actor_output_gain_scales_the_last_layers_orthogonal_rows(gain):
+    learner, _ = build_maddpg_learner(f"training.actor_output_gain={gain}")
+    last = learner.module["agent_0"].unwrapped().actor[-1].weight  # (5 actions, 8 hidden): orthonormal rows x gain
+    torch.testing.assert_close(last @ last.T, gain**2 * torch.eye(5), rtol=1e-4, atol=1e-6)

@@ -62,10 +62,18 @@ class MADDPGConfig(AlgorithmSettings):
     hard: bool = True
     """Straight-through (hard, one-hot) Gumbel-softmax. Discrete actions need it (the env takes an
     integer); false is the reference's soft sample, for Box actions (mpe2 `continuous_actions: true`)."""
+    actor_output_gain: float = Field(0.01, gt=0)
+    """Gain of the orthogonal init of each actor's last layer. 0.01 starts every policy near
+    uniform (the PPO convention); ~1 is the reference's scale (TF's Glorot init gives logits of
+    order 1), so that at the start different observations already map to different actions."""
     temperature: float = Field(1.0, gt=0)
     """Exploration: Gumbel-softmax temperature of the sampled actions and of the training samples.
     Exploration is the Gumbel noise itself, as in the reference. The temperature shapes soft samples
     and the straight-through gradient; it does not change which one-hot a hard sample picks."""
+    target_actions: Literal["sample", "greedy"] = "sample"
+    """a'_j in the critic target: `sample`, a Gumbel-softmax sample of the target actor (the
+    reference's); `greedy`, its noise-free action (one-hot argmax, or softmax for soft actions), so
+    that Q learns the value of the deterministic policy it differentiates (DDPG's target)."""
     critic: Literal["centralized", "local"] = "centralized"
     """`centralized`: Q_i(o_1..o_N, a_1..a_N), MADDPG. `local`: Q_i(o_i, a_i), independent DDPG (the baseline)."""
     ensemble_size: int = Field(1, ge=1)
@@ -201,6 +209,7 @@ class MADDPGConfig(AlgorithmSettings):
                                 "critic": self.critic,
                                 "hard": self.hard,
                                 "temperature": self.temperature,
+                                "actor_output_gain": self.actor_output_gain,
                                 "ensemble_size": self.ensemble_size,
                                 "infer_policies": self.infer_policies,
                             },

@@ -128,18 +128,20 @@ class MADDPGTorchLearner(TorchLearner):
         return loss
 
     def target_actions(self, joint, module=None) -> dict[str, torch.Tensor]:
-        """a'_j for every agent j, zero where j did not act: gumbel_softmax(mu'_j(o'_j)), or, where
-        `module` infers j's policy, gumbel_softmax(mu^'_j(o'_j)) from its own approximation."""
+        """a'_j for every agent j, zero where j did not act: gumbel_softmax(mu'_j(o'_j)) (or its greedy
+        action, `target_actions: greedy`), or, where `module` infers j's policy, the same of mu^'_j(o'_j),
+        its own approximation."""
         settings = learner_settings(self.config)
+        greedy = settings.training.target_actions == "greedy"
         actions = {}
         subpolicies = joint.get(SUBPOLICY, {})
         for agent in settings.agents:
             next_obs = joint["next_obs"][agent]
             if module is not None and module.infers(agent):
-                vector = module.action_vector(module.target_approx_policies[agent](next_obs))
+                vector = module.target_vector(module.target_approx_policies[agent](next_obs), greedy=greedy)
             else:
                 owner = self.module[settings.policy_of[agent]].unwrapped()
-                vector = owner.action_vector(owner.actor_logits(next_obs, subpolicies.get(agent), target=True))
+                vector = owner.target_vector(owner.actor_logits(next_obs, subpolicies.get(agent), target=True), greedy=greedy)
             actions[agent] = vector * joint["mask"][agent].unsqueeze(-1)
         return actions
 

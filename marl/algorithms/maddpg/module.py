@@ -150,6 +150,7 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         # An integer action can only be a hard sample.
         self.hard = bool(cfg["hard"]) or self.discrete
         self.ensemble_size = int(cfg.get("ensemble_size", 1))
+        self.actor_output_gain = float(cfg.get("actor_output_gain", 0.01))
         self._exploration_generator: torch.Generator | None = None  # created at the first exploring forward
         hidden, activation = list(cfg["hidden"]), cfg["activation"]
 
@@ -178,7 +179,7 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         first = self.agents[0]
 
         def one() -> nn.Module:
-            return mlp(self.obs_dims[first], hidden, self.action_dims[first], activation, out_gain=0.01)
+            return mlp(self.obs_dims[first], hidden, self.action_dims[first], activation, out_gain=self.actor_output_gain)
 
         return one() if self.ensemble_size == 1 else ActorEnsemble([one() for _ in range(self.ensemble_size)])
 
@@ -220,6 +221,10 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         `generator` None draws the noise from torch's global generator (the learner's, which
         RLlib seeds from the experiment seed in the learner's process)."""
         return gumbel_softmax(logits, temperature=self.temperature, hard=self.hard, generator=generator)
+
+    def target_vector(self, logits: torch.Tensor, *, greedy: bool) -> torch.Tensor:
+        """The action vector a' of a target actor's logits: noise-free when `greedy`, else a sample."""
+        return greedy_vector(logits, hard=self.hard) if greedy else self.action_vector(logits)
 
     def exploration_generator(self, device: torch.device) -> torch.Generator:
         """This module's noise stream for acting: seeded on first use from the process's torch seed
