@@ -7,7 +7,8 @@ scenario without an entry here simply reports returns only.
 The metrics follow the MADDPG paper: for simple_spread, collisions per episode,
 the summed agent-landmark minimum distance and the occupied landmarks (an agent
 within 0.1); for speaker-listener and reference, whether the listener / each agent
-ends within 0.1 of its target.
+ends within 0.1 of its target; for simple (one agent, one landmark), the same for
+the agent and the landmark.
 """
 
 from __future__ import annotations
@@ -74,7 +75,25 @@ class GoalDistanceMetrics:
         }
 
 
+class NearestLandmarkMetrics:
+    """Final distance of each moving agent to its nearest landmark (mpe2 `simple`: one agent, one
+    landmark, reward -d^2): the same measure as GoalDistanceMetrics for a task without a named goal."""
+
+    def step(self, env, infos):
+        pass
+
+    def result(self, env):
+        world = env.unwrapped.world
+        distances = [
+            min(float(np.linalg.norm(agent.state.p_pos - landmark.state.p_pos)) for landmark in world.landmarks)
+            for agent in world.agents
+            if agent.movable
+        ]
+        return {"final_target_distance": float(np.mean(distances)), "reached_target": float(all(d < REACHED_DISTANCE for d in distances))}
+
+
 _METRICS = {
+    "simple": NearestLandmarkMetrics,
     "simple_spread": SpreadMetrics,
     "simple_speaker_listener": GoalDistanceMetrics,
     "simple_reference": GoalDistanceMetrics,
