@@ -4,7 +4,9 @@ choice of landmark, or the listener's last few centimetres (issue 17).
 
 For each run directory (or checkpoint) given, with greedy actions:
   speaker   the word it sends for each goal landmark (Discrete: the action; Box messages: the
-            channel it weights most) and how often; I(word; goal) in nats (ln 3 = names the goal)
+            channel it weights most) and how often; I(word; goal) in nats (ln 3 = names the goal);
+            for an MLP actor (MADDPG's), the share of hidden ReLU units active for at least one of
+            the three goal colours, per layer (dead units cannot carry the goal any more)
   listener  per goal landmark, its mean final distance to each of the three landmarks: the
             smallest entry on the goal's own column means it picked the right landmark
   reached   share of episodes ending within 0.1 (marl evaluate's `reached_target`), within
@@ -74,6 +76,26 @@ class Recorder(EpisodeRecorder):
         return world.landmarks.index(speaker.goal_b)
 
 
+GOAL_COLOURS = np.array([[0.65, 0.15, 0.15], [0.15, 0.65, 0.15], [0.15, 0.15, 0.65]], dtype=np.float32)  # mpe2 landmark colours
+
+
+def alive_units(policies: CheckpointPolicies) -> list[float] | None:
+    """Per hidden layer of the speaker's MLP actor: the share of ReLU units active for some goal colour."""
+    import torch
+
+    actor = getattr(policies.modules[policies.mapping[SPEAKER]], "actor", None)
+    first = actor[0] if isinstance(actor, torch.nn.Sequential) and len(actor) else None
+    if not isinstance(first, torch.nn.Linear) or first.in_features != GOAL_COLOURS.shape[1]:
+        return None  # not a plain MLP on the colour alone (e.g. a shared policy with agent ids)
+    shares, hidden = [], torch.as_tensor(GOAL_COLOURS)
+    with torch.no_grad():
+        for layer in actor:
+            hidden = layer(hidden)
+            if isinstance(layer, torch.nn.ReLU):
+                shares.append(float((hidden > 0).any(dim=0).float().mean()))
+    return shares
+
+
 def force_field(policies: CheckpointPolicies, env, words_for_goal: dict[int, int], rng: np.random.Generator, samples: int = 300):
     """cos(force, to goal) and |force| per radius, for random landmark layouts."""
     space = env.action_spaces[LISTENER]
@@ -109,6 +131,9 @@ def diagnose(run: str, episodes: int, seed: int) -> None:
     words, goals = np.array(recorder.words), np.array(recorder.goals)
     print(f"\n{checkpoint}")
     print(f"speaker: I(word; goal) = {positive_signalling(words, goals):.3f} nats (ln 3 = {np.log(3):.3f})")
+    shares = alive_units(policies)
+    if shares is not None:
+        print("  hidden units active for some goal: " + " / ".join(f"{share:.0%}" for share in shares))
     words_for_goal = {}
     for goal in range(3):
         sent = words[goals == goal]
