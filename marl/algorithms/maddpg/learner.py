@@ -9,6 +9,7 @@ actors of all agents, so the learner reads every module from inside each module'
 Per agent i of a module, on the same B rows:
 
     a'_j        = gumbel_softmax(mu'_j(o'_j))                      every agent j, no gradient
+                  (`target_actions: greedy`: its noise-free action, one-hot argmax or softmax)
                   (an ensemble: the target of the sub-policy j acted with in that row)
     y_i         = r_i + gamma (1 - terminated_i) Q'_i(x', a'_1..a'_N)
     critic_loss = E_mask_i[(Q_i(x, a_1..a_N) - y_i)^2]

@@ -4,6 +4,7 @@ Per agent i, with x = (o_1..o_N) and actions a_1..a_N:
 
     critic:  L(Q_i)  = E[(Q_i(x, a_1..a_N) - y_i)^2]
              y_i     = r_i + gamma * (1 - terminated_i) * Q'_i(x', a'_1..a'_N),  a'_j ~ mu'_j(o'_j)
+                       (or a'_j = mu'_j's noise-free action: `target_actions: greedy`)
     actor:   L(mu_i) = -E[Q_i(x, a_1..a^_i..a_N)] + 1e-3 * E[logits_i^2],      a^_i ~ mu_i(o_i)
     targets: theta'  <- (1 - tau) theta' + tau theta
     inferred policies (optional): agent i fits mu^_i^j to agent j's observed actions,
