@@ -11,15 +11,22 @@ For each run directory (or checkpoint) given, with greedy actions:
             smallest entry on the goal's own column means it picked the right landmark
   reached   share of episodes ending within 0.1 (marl evaluate's `reached_target`), within
             0.115 (listener and landmark touch: sizes 0.075 + 0.04) and within 0.2
-  field     the listener's force when placed r away from its goal at rest, hearing the word
-            the speaker uses for that goal: cos(force, direction to the goal) and |force|
+  field     the listener's force when placed r away from its goal at rest, hearing the message
+            the speaker sends for that goal (its last greedy message: the soft vector itself for
+            Box messages, whose one-hot would be a message the listener never heard): cos(force, direction to the goal) and |force|
             (the mpe2 force before its sensitivity of 5; 1 = full push). A listener that
             settles on the goal points at it and pushes less as r shrinks.
+  critic    (MADDPG checkpoints) the listener's critic on the same greedy episodes: its Q
+            against the discounted return that followed (bootstrapped at the time limit as if
+            the last reward went on), per phase of the episode, so Q - return > 0 is
+            overestimation; and, per distance to the goal, cos(dQ/dforce, direction to the
+            goal) with dQ/dforce the critic's action gradient mapped to mpe2's force: the
+            direction the actor is pushed. Near 0 = the critic does not know where the goal is.
 
 The field probe builds the listener's observation as mpe2 does ([velocity, landmark - own
 position x 3, message]), so it needs the listener's own policy (`policies.sharing: per_agent`).
 
-usage: python benchmarks/speaker_listener_diagnosis.py RUN_DIR [RUN_DIR ...] [--episodes 150]
+usage: python benchmarks/speaker_listener_diagnosis.py RUN_DIR [RUN_DIR ...] [--episodes 150] [--gamma 0.95]
 """
 
 from __future__ import annotations
@@ -58,11 +65,25 @@ class Recorder(EpisodeRecorder):
         self.words: list[int] = []
         self.goals: list[int] = []
         self.final: dict[int, list[list[float]]] = collections.defaultdict(list)
+        self.message_for_goal: dict[int, np.ndarray] = {}
+        self.steps: list[dict] = []  # every step: what the critic probe needs
+        self.rewards: list[list[float]] = []  # per episode, the listener's rewards
+
+    def start(self, env, episode):
+        self.rewards.append([])
 
     def before_step(self, env, step):
         goal = self.goal_index(env)
         self.words.append(word(step.actions[SPEAKER]))
         self.goals.append(goal)
+        world = env.env.unwrapped.world
+        listener = next(agent for agent in world.agents if agent.name == LISTENER)
+        to_goal = world.landmarks[goal].state.p_pos - listener.state.p_pos
+        self.message_for_goal[goal] = np.asarray(step.actions[SPEAKER], dtype=np.float32)
+        self.steps.append({"t": step.step, "obs": dict(step.observations), "actions": dict(step.actions), "to_goal": to_goal.copy()})
+
+    def after_step(self, env, step):
+        self.rewards[-1].append(float(step.rewards[LISTENER]))
 
     def end(self, env, episode):
         world = env.env.unwrapped.world
@@ -96,7 +117,7 @@ def alive_units(policies: CheckpointPolicies) -> list[float] | None:
     return shares
 
 
-def force_field(policies: CheckpointPolicies, env, words_for_goal: dict[int, int], rng: np.random.Generator, samples: int = 300):
+def force_field(policies: CheckpointPolicies, env, message_for_goal: dict[int, np.ndarray], rng: np.random.Generator, samples: int = 300):
     """cos(force, to goal) and |force| per radius, for random landmark layouts."""
     space = env.action_spaces[LISTENER]
     message_space = env.action_spaces[SPEAKER]
@@ -109,7 +130,8 @@ def force_field(policies: CheckpointPolicies, env, words_for_goal: dict[int, int
             goal = int(rng.integers(3))
             angle = rng.uniform(0, 2 * np.pi)
             position = landmarks[goal] + radius * np.array([np.cos(angle), np.sin(angle)])
-            message = np.eye(channels)[words_for_goal.get(goal, 0)]
+            heard = message_for_goal.get(goal, np.zeros(()))
+            message = np.eye(channels)[int(heard)] if heard.ndim == 0 else heard.ravel()
             obs = np.concatenate([[0.0, 0.0], (landmarks - position).ravel(), message]).astype(np.float32)
             push = force(policies.act({LISTENER: obs}, {LISTENER: space}, explore=False).actions[LISTENER])
             to_goal = (landmarks[goal] - position) / radius
@@ -119,7 +141,62 @@ def force_field(policies: CheckpointPolicies, env, words_for_goal: dict[int, int
     return rows
 
 
-def diagnose(run: str, episodes: int, seed: int) -> None:
+def returns_that_followed(rewards: list[list[float]], gamma: float) -> np.ndarray:
+    """Per step of each episode, sum_k gamma^k r_{t+k}, continued past the time limit as if the
+    last reward repeated forever (r_T / (1 - gamma)): the critic bootstraps there too."""
+    out = []
+    for episode in rewards:
+        following, per_step = episode[-1] / (1 - gamma), []
+        for reward in reversed(episode):
+            following = reward + gamma * following
+            per_step.append(following)
+        out.extend(reversed(per_step))
+    return np.array(out)
+
+
+DISTANCE_BINS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.4), (0.4, np.inf))
+PHASES = ((0, 5), (5, 15), (15, 25))
+
+
+def critic_probe(checkpoint, recorder: Recorder, gamma: float) -> None:
+    """Print the listener critic's bias against the returns that followed and its action gradient's direction."""
+    import torch
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    path = checkpoint / "learner_group" / "learner" / "rl_module" / LISTENER
+    if not path.exists():
+        print("critic: skipped (no learner module for the listener in this checkpoint)")
+        return
+    module = RLModule.from_checkpoint(path)
+    if not hasattr(module, "critic_input"):
+        print("critic: skipped (not a MADDPG checkpoint)")
+        return
+    q_values, cosines = [], []
+    for row in recorder.steps:
+        observations = {agent: torch.as_tensor(np.asarray(obs, np.float32))[None] for agent, obs in row["obs"].items()}
+        actions = {agent: torch.as_tensor(np.asarray(a, np.float32).reshape(-1))[None] for agent, a in row["actions"].items()}
+        actions[LISTENER].requires_grad_(True)
+        q = module.critic(module.critic_input(LISTENER, observations, actions)).squeeze()
+        (gradient,) = torch.autograd.grad(q, actions[LISTENER])
+        push = force(gradient[0].numpy())  # the same linear map from action to force, applied to dQ/da
+        distance = float(np.linalg.norm(row["to_goal"]))
+        q_values.append(q.item())
+        cosines.append((distance, push @ row["to_goal"] / (np.linalg.norm(push) * distance + 1e-9)))
+    q_values, followed = np.array(q_values), returns_that_followed(recorder.rewards, gamma)
+    steps = np.array([row["t"] for row in recorder.steps])
+    print(f"critic: Q vs the discounted return that followed (gamma {gamma})")
+    for first, last in PHASES:
+        rows = (steps >= first) & (steps < last)
+        print(f"  steps {first:>2}-{last - 1:<2}  Q {q_values[rows].mean():+.2f}  return {followed[rows].mean():+.2f}  Q - return {np.mean(q_values[rows] - followed[rows]):+.2f}")
+    print("critic: cos(dQ/dforce, to goal) per distance to the goal")
+    distances, cosine = np.array(cosines).T
+    for low, high in DISTANCE_BINS:
+        rows = (distances >= low) & (distances < high)
+        if rows.any():
+            print(f"  d in [{low}, {high})  steps {rows.sum():>4}  cos {cosine[rows].mean():+.2f}")
+
+
+def diagnose(run: str, episodes: int, seed: int, gamma: float) -> None:
     from marl.rllib.acting import EpisodeRandomness
 
     checkpoint = resolve_checkpoint(run)
@@ -151,12 +228,13 @@ def diagnose(run: str, episodes: int, seed: int) -> None:
         f"reached: within 0.1 {np.mean(finals < 0.1):.0%}, within {TOUCH:.3f} (touching) {np.mean(finals < TOUCH):.0%}, "
         f"within 0.2 {np.mean(finals < 0.2):.0%}; final distance mean {finals.mean():.3f}, median {np.median(finals):.3f}"
     )
+    critic_probe(checkpoint, recorder, gamma)
     if policies.mapping.get(LISTENER) != LISTENER:
         print("field: skipped (the listener shares a policy; the probe needs its own)")
         return
     policies.start_episode(EpisodeRandomness.from_seed(seed))
     print("field: r, cos(force, to goal), |force|")
-    for radius, cosine, magnitude in force_field(policies, env, words_for_goal, np.random.default_rng(seed)):
+    for radius, cosine, magnitude in force_field(policies, env, recorder.message_for_goal, np.random.default_rng(seed)):
         print(f"  r={radius:<4}  cos {cosine:+.2f}  |force| {magnitude:.2f}")
 
 
@@ -165,9 +243,10 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="run directories or checkpoints")
     parser.add_argument("--episodes", type=int, default=150)
     parser.add_argument("--seed", type=int, default=10_000)
+    parser.add_argument("--gamma", type=float, default=0.95, help="discount of the returns the critic is compared with (the run's)")
     args = parser.parse_args()
     for run in args.runs:
-        diagnose(run, args.episodes, args.seed)
+        diagnose(run, args.episodes, args.seed, args.gamma)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ test module that the others import from.
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,15 @@ TINY_TRAINING = {
         "training.updates_per_iteration=2",
     ],
 }
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py (a script, not a package) loaded as a module."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_overrides(algorithm: str) -> list[str]:

@@ -1,8 +1,5 @@
 """Tests for the exact tabular policy gradient on the coordination game, benchmarks/bn_tabular.py (no Ray)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -10,18 +7,10 @@ import torch
 from marl.algorithms.bn.dag import fixed_adjacency
 from marl.evaluation import one_torch_thread
 from scenarios.coordination_game import vectorized_env
+from tests.conftest import load_benchmark
 
 
-def _load_benchmark(name: str):
-    """benchmarks/<name>.py (a script, not a package) loaded as a module."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bn_tabular = _load_benchmark("bn_tabular")
+bn_tabular = load_benchmark("bn_tabular")
 CoordinationGameMDP, TabularBNPolicy, joint_bits = bn_tabular.CoordinationGameMDP, bn_tabular.TabularBNPolicy, bn_tabular.joint_bits
 exact_return, train_exact_policy_gradient = bn_tabular.exact_return, bn_tabular.train_exact_policy_gradient
 

@@ -195,3 +195,35 @@ def test_actor_output_gain_scales_the_last_layers_orthogonal_rows(gain):
     learner, _ = build_maddpg_learner(f"training.actor_output_gain={gain}")
     last = learner.module["agent_0"].unwrapped().actor[-1].weight  # (5 actions, 8 hidden): orthonormal rows x gain
     torch.testing.assert_close(last @ last.T, gain**2 * torch.eye(5), rtol=1e-4, atol=1e-6)
+
+
+def test_twin_critics_target_the_smaller_target_estimate_and_train_both_critics():
+    learner, _ = build_maddpg_learner("training.twin_critics=true")
+    module = learner.module["agent_0"].unwrapped()
+    joint = split_joint_columns(tensor_batch(hand_rows()), AGENTS)
+    with torch.no_grad():  # the two target critics start from different weights
+        next_actions = learner.target_actions(joint)
+        terms = MADDPGTorchLearner.agent_terms(module, "agent_0", joint, next_actions, gamma=GAMMA, logits_reg=LOGITS_REG)
+        next_x = torch.cat([joint["next_obs"][a] for a in AGENTS] + [next_actions[a] for a in AGENTS], dim=-1)
+        q1_next, q2_next = module.target_critic(next_x).squeeze(-1), module.target_twin_critic(next_x).squeeze(-1)
+        assert (q1_next < q2_next).any() and (q2_next < q1_next).any(), "the test needs rows where each critic is the smaller"
+        mask = joint["mask"]["agent_0"]
+        y = joint["rewards"]["agent_0"] + GAMMA * (1 - joint["terminated"]["agent_0"]) * torch.minimum(q1_next, q2_next)
+        x = torch.cat([joint["obs"][a] for a in AGENTS] + [joint["actions"][a] for a in AGENTS], dim=-1)
+        expected = sum(masked_mean((critic(x).squeeze(-1) - y) ** 2, mask) for critic in (module.critic, module.twin_critic))
+    assert terms["target_q_mean"].item() == pytest.approx(masked_mean(y, mask).item(), rel=1e-5)
+    assert terms["critic_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # Both critics share the critic optimizer; the twin and its target move like the first pair.
+    critic_params = {id(p) for p in learner.get_optimizer("agent_0", "critic").param_groups[0]["params"]}
+    assert {id(p) for p in module.twin_critic.parameters()} <= critic_params
+    before = _state(module.target_twin_critic)
+    learner.after_gradient_based_update(timesteps={})
+    after = _state(module.target_twin_critic)
+    twin = _state(module.twin_critic)
+    for key in before:
+        torch.testing.assert_close(after[key], (1 - TAU) * before[key] + TAU * twin[key])
+
+
+def test_one_critic_by_default():
+    learner, _ = build_maddpg_learner()
+    assert not learner.module["agent_0"].unwrapped().has_twin_critic

@@ -74,6 +74,12 @@ class MADDPGConfig(AlgorithmSettings):
     """a'_j in the critic target: `sample`, a Gumbel-softmax sample of the target actor (the
     reference's); `greedy`, its noise-free action (one-hot argmax, or softmax for soft actions), so
     that Q learns the value of the deterministic policy it differentiates (DDPG's target)."""
+    twin_critics: bool = False
+    """Clipped double Q (TD3, Fujimoto et al. 2018; MATD3, Ackermann et al. 2019): each agent gets a
+    second critic, trained on the same targets, and the target is r + gamma min(Q'_1, Q'_2); the
+    actor ascends the first critic. Counters the overestimation that the actor's ascent on Q breeds
+    (docs/benchmarks.md, issue 17: the listener's critic scored states near its goal above 0 with
+    rewards -d^2 <= 0)."""
     critic: Literal["centralized", "local"] = "centralized"
     """`centralized`: Q_i(o_1..o_N, a_1..a_N), MADDPG. `local`: Q_i(o_i, a_i), independent DDPG (the baseline)."""
     ensemble_size: int = Field(1, ge=1)
@@ -210,6 +216,7 @@ class MADDPGConfig(AlgorithmSettings):
                                 "hard": self.hard,
                                 "temperature": self.temperature,
                                 "actor_output_gain": self.actor_output_gain,
+                                "twin_critics": self.twin_critics,
                                 "ensemble_size": self.ensemble_size,
                                 "infer_policies": self.infer_policies,
                             },

@@ -12,7 +12,8 @@ Per agent i of a module, on the same B rows:
                   (`target_actions: greedy`: its noise-free action, one-hot argmax or softmax)
                   (an ensemble: the target of the sub-policy j acted with in that row)
     y_i         = r_i + gamma (1 - terminated_i) Q'_i(x', a'_1..a'_N)
-    critic_loss = E_mask_i[(Q_i(x, a_1..a_N) - y_i)^2]
+                  (`twin_critics`: min(Q'_i, Q2'_i) of the two target critics, clipped double Q)
+    critic_loss = E_mask_i[(Q_i(x, a_1..a_N) - y_i)^2]   (+ the same for Q2_i, twin critics)
     actor_loss  = -E_mask_i[Q_i(x, a_1..a^_i..a_N)] + logits_reg E[logits_i^2],  a^_i = gumbel_softmax(mu_i(o_i))
 
 With `infer_policies`, module i also fits approximations mu^_i^j of every other agent's
@@ -96,11 +97,12 @@ class MADDPGTorchLearner(TorchLearner):
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
         module = self._module[module_id].unwrapped()
         training = learner_settings(config).training
-        networks = [("actor", module.actor, training.lr_actor), ("critic", module.critic, training.lr_critic)]
+        critics = [module.critic] + ([module.twin_critic] if module.has_twin_critic else [])
+        networks = [("actor", [module.actor], training.lr_actor), ("critic", critics, training.lr_critic)]
         if hasattr(module, "approx_policies"):
-            networks.append(("approx_policies", module.approx_policies, training.lr_actor))
-        for name, network, lr in networks:
-            params = self.get_parameters(network)
+            networks.append(("approx_policies", [module.approx_policies], training.lr_actor))
+        for name, group, lr in networks:
+            params = [param for network in group for param in self.get_parameters(network)]
             self.register_optimizer(
                 module_id=module_id, optimizer_name=name, optimizer=torch.optim.Adam(params), params=params, lr_or_lr_schedule=lr
             )
@@ -163,9 +165,16 @@ class MADDPGTorchLearner(TorchLearner):
         observations, actions, mask = joint["obs"], joint["actions"], joint["mask"][agent]
 
         with torch.no_grad():
-            next_q = module.target_critic(module.critic_input(agent, joint["next_obs"], next_actions)).squeeze(-1)
+            next_x = module.critic_input(agent, joint["next_obs"], next_actions)
+            next_q = module.target_critic(next_x).squeeze(-1)
+            if module.has_twin_critic:  # clipped double Q: the smaller of the two target estimates
+                next_q = torch.minimum(next_q, module.target_twin_critic(next_x).squeeze(-1))
             targets = critic_targets(joint["rewards"][agent], joint["terminated"][agent], next_q, gamma)
-        q = module.critic(module.critic_input(agent, observations, actions)).squeeze(-1)
+        x = module.critic_input(agent, observations, actions)
+        q = module.critic(x).squeeze(-1)
+        td_loss = critic_loss(q, targets, mask=mask)
+        if module.has_twin_critic:
+            td_loss = td_loss + critic_loss(module.twin_critic(x).squeeze(-1), targets, mask=mask)
 
         logits = module.actor_logits(observations[agent], joint.get(SUBPOLICY, {}).get(agent))
         with_fresh_action = {**actions, agent: module.action_vector(logits)}
@@ -175,7 +184,7 @@ class MADDPGTorchLearner(TorchLearner):
 
         masked = mask.bool()
         return {
-            CRITIC_LOSS: critic_loss(q, targets, mask=mask),
+            CRITIC_LOSS: td_loss,
             ACTOR_LOSS: actor[ACTOR_LOSS],
             Q_MEAN: q.detach()[masked].mean() if masked.any() else q.new_zeros(()),
             TARGET_Q_MEAN: targets[masked].mean() if masked.any() else targets.new_zeros(()),
@@ -191,6 +200,8 @@ class MADDPGTorchLearner(TorchLearner):
             module = self.module[module_id].unwrapped()
             polyak_update(module.target_actor, module.actor, tau)
             polyak_update(module.target_critic, module.critic, tau)
+            if module.has_twin_critic:
+                polyak_update(module.target_twin_critic, module.twin_critic, tau)
             if hasattr(module, "approx_policies"):
                 polyak_update(module.target_approx_policies, module.approx_policies, tau)
 

@@ -24,6 +24,9 @@ column (drawn per episode by the env runner's `DrawSubPolicy` connector) and is 
 with the action, so the episode records it. Without the column, sub-policy 0 acts;
 `act_in_evaluation` draws one per agent and episode itself, as the connector does in training.
 
+Twin critics (`twin_critics`): `twin_critic` and `target_twin_critic`, a second Q_i with the same
+input, for the clipped double-Q target (see the learner).
+
 Inferred policies (`infer_policies`): `approx_policies[j]` (and its target copy) approximates
 agent j's policy for every agent j this module does not control; the critic target then
 uses their target copies instead of the other agents' own target actors (see the learner).
@@ -64,7 +67,15 @@ from marl.core.networks import mlp
 from marl.rllib.acting import EpisodeRandomness, ModuleActions, act_with_distribution
 
 # Sub-networks the env runners do not need (left out of inference-only modules and weight syncs).
-TRAINING_ONLY = ["critic", "target_actor", "target_critic", "approx_policies", "target_approx_policies"]
+TRAINING_ONLY = [
+    "critic",
+    "target_actor",
+    "target_critic",
+    "twin_critic",
+    "target_twin_critic",
+    "approx_policies",
+    "target_approx_policies",
+]
 
 
 class GumbelSoftmaxDistribution(Distribution):
@@ -161,6 +172,10 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         self.target_actor = self._make_actor(hidden, activation)
         self.target_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
         pairs = [(self.actor, self.target_actor), (self.critic, self.target_critic)]
+        if cfg.get("twin_critics", False):  # clipped double Q: a second critic, its own target
+            self.twin_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
+            self.target_twin_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
+            pairs.append((self.twin_critic, self.target_twin_critic))
         others = [agent for agent in self.all_agents if agent not in self.agents]
         if cfg.get("infer_policies", False) and others:  # one policy for all agents has no others to infer
 
@@ -189,6 +204,11 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         if self.ensemble_size == 1:
             return actor(observations)
         return actor(observations, subpolicy)
+
+    @property
+    def has_twin_critic(self) -> bool:
+        """Whether this module trains a second critic (`twin_critics`, clipped double Q)."""
+        return hasattr(self, "twin_critic")
 
     def infers(self, agent: str) -> bool:
         """Whether this module approximates `agent`'s policy (infer_policies, an agent it does not control)."""
