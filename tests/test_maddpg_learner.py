@@ -222,8 +222,3 @@ def test_twin_critics_target_the_smaller_target_estimate_and_train_both_critics(
     twin = _state(module.twin_critic)
     for key in before:
         torch.testing.assert_close(after[key], (1 - TAU) * before[key] + TAU * twin[key])
-
-
-def test_one_critic_by_default():
-    learner, _ = build_maddpg_learner()
-    assert not learner.module["agent_0"].unwrapped().has_twin_critic
