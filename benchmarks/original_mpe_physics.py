@@ -6,7 +6,7 @@ openai/multiagent-particle-envs (the MADDPG paper's environment) integrates a st
 mpe2 (1.1.1) and our vectorized twin of it (marl/envs/vectorized/mpe.py) as
     p <- p + v dt;   v <- v (1 - damping) + F / m dt        (the force moves the agent a step later)
 so in mpe2 an action changes no reward of its own step, only the next ones. This script patches
-both (mpe2's `World.integrate_state` and `VectorWorld.step`) in its own process and then runs the
+both (mpe2's `World.integrate_state` and `VectorWorld.integrate`) in its own process and then runs the
 command, to measure what the order does to learning. A diagnostic, not a scenario to ship: the
 shipped configs train on mpe2 as it is. Sampling must happen in this process
 (`resources.num_env_runners: 0`, the shipped MADDPG configs' setting); env-runner processes
@@ -38,24 +38,18 @@ def integrate_state(self, p_force) -> None:
         entity.state.p_pos += entity.state.p_vel * self.dt
 
 
-def vectorized_step(self, u: np.ndarray, c: np.ndarray) -> None:
-    """`VectorWorld.step` with the original order: velocity first, then position."""
-    force = np.zeros_like(self.pos)
-    force[:, : self.n_agents] = u
-    if len(self._colliders) > 1:
-        force[:, self._colliders] += self.contact_forces()
-    force *= self._movable
+def vectorized_integrate(self, force: np.ndarray) -> None:
+    """`VectorWorld.integrate` with the original order: velocity first, then position."""
     self.vel *= 1 - vectorized_mpe.DAMPING
     self.vel += force * vectorized_mpe.DT
     self.pos += self.vel * vectorized_mpe.DT
-    self.comm = c
 
 
 def main() -> None:
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     core.World.integrate_state = integrate_state
-    vectorized_mpe.VectorWorld.step = vectorized_step
+    vectorized_mpe.VectorWorld.integrate = vectorized_integrate
     if sys.argv[1] == "-m":
         module, sys.argv = sys.argv[2], sys.argv[2:]
         runpy.run_module(module, run_name="__main__", alter_sys=True)

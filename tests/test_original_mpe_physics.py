@@ -16,7 +16,7 @@ physics = load_benchmark("original_mpe_physics")
 @pytest.fixture()
 def original_physics(monkeypatch):
     monkeypatch.setattr(core.World, "integrate_state", physics.integrate_state)
-    monkeypatch.setattr(vectorized_mpe.VectorWorld, "step", physics.vectorized_step)
+    monkeypatch.setattr(vectorized_mpe.VectorWorld, "integrate", physics.vectorized_integrate)
 
 
 def first_step_displacement() -> np.ndarray:

@@ -144,11 +144,14 @@ class VectorWorld:
         if len(self._colliders) > 1:
             force[:, self._colliders] += self.contact_forces()
         force *= self._movable
-        # World.integrate_state: position first with the old velocity, then damping, then force.
+        self.integrate(force)
+        self.comm = c
+
+    def integrate(self, force: np.ndarray) -> None:
+        """World.integrate_state: position first with the old velocity, then damping, then force."""
         self.pos += self.vel * DT
         self.vel *= 1 - DAMPING
         self.vel += force * DT
-        self.comm = c
 
 
 class _VectorScenario:
