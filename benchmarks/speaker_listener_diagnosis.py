@@ -176,7 +176,7 @@ def critic_probe(checkpoint, recorder: Recorder, gamma: float) -> None:
         observations = {agent: torch.as_tensor(np.asarray(obs, np.float32))[None] for agent, obs in row["obs"].items()}
         actions = {agent: torch.as_tensor(np.asarray(a, np.float32).reshape(-1))[None] for agent, a in row["actions"].items()}
         actions[LISTENER].requires_grad_(True)
-        q = module.critic(module.critic_input(LISTENER, observations, actions)).squeeze()
+        q = module.q_value(module.critic_input(LISTENER, observations, actions)).squeeze()  # in return units
         (gradient,) = torch.autograd.grad(q, actions[LISTENER])
         push = force(gradient[0].numpy())  # the same linear map from action to force, applied to dQ/da
         distance = float(np.linalg.norm(row["to_goal"]))

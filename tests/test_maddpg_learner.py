@@ -9,12 +9,14 @@ with plain torch from the paper's equations, not with the project's loss functio
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from marl.algorithms.maddpg.learner import MADDPGTorchLearner, joint_train_batch, split_joint_columns
 from marl.core.gumbel import gumbel_softmax
-from marl.core.keys import MADDPG_TERMS
+from marl.core.keys import BOOTSTRAP_DISCOUNT, MADDPG_TERMS
+from marl.core.value_rescaling import rescale, unscale
 from tests.conftest import AGENTS, GAMMA, LOGITS_REG, TAU, build_maddpg_learner, hand_rows, tensor_batch
 
 @pytest.fixture()
@@ -222,3 +224,45 @@ def test_twin_critics_target_the_smaller_target_estimate_and_train_both_critics(
     twin = _state(module.twin_critic)
     for key in before:
         torch.testing.assert_close(after[key], (1 - TAU) * before[key] + TAU * twin[key])
+
+
+def test_n_step_rows_bootstrap_with_their_own_discount():
+    learner, _ = build_maddpg_learner("training.n_step=3")
+    module = learner.module["agent_0"].unwrapped()
+    rows = hand_rows()
+    discount = np.array([GAMMA ** (1 + i % 3) for i in range(len(rows["agent_0"]["mask"]))], np.float32)
+    for agent in AGENTS:
+        rows[agent][BOOTSTRAP_DISCOUNT] = discount * rows[agent]["mask"]
+    joint = split_joint_columns(tensor_batch(rows), AGENTS)
+    assert BOOTSTRAP_DISCOUNT in joint
+    with torch.no_grad():
+        next_actions = learner.target_actions(joint)
+        terms = MADDPGTorchLearner.agent_terms(module, "agent_0", joint, next_actions, gamma=GAMMA, logits_reg=LOGITS_REG)
+        next_x = torch.cat([joint["next_obs"][a] for a in AGENTS] + [next_actions[a] for a in AGENTS], dim=-1)
+        next_q = module.target_critic(next_x).squeeze(-1)
+        y = joint["rewards"]["agent_0"] + torch.as_tensor(discount) * (1 - joint["terminated"]["agent_0"]) * next_q
+        one_step = joint["rewards"]["agent_0"] + GAMMA * (1 - joint["terminated"]["agent_0"]) * next_q
+    mask = joint["mask"]["agent_0"]
+    assert terms["target_q_mean"].item() == pytest.approx(masked_mean(y, mask).item(), rel=1e-5)
+    assert masked_mean(y, mask).item() != pytest.approx(masked_mean(one_step, mask).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["sqrt", "symlog"])
+def test_value_rescaling_regresses_h_of_the_backed_up_return(kind):
+    learner, _ = build_maddpg_learner(f"training.value_rescaling={kind}")
+    module = learner.module["agent_0"].unwrapped()
+    joint = split_joint_columns(tensor_batch(hand_rows()), AGENTS)
+    with torch.no_grad():
+        next_actions = learner.target_actions(joint)
+        terms = MADDPGTorchLearner.agent_terms(module, "agent_0", joint, next_actions, gamma=GAMMA, logits_reg=LOGITS_REG)
+        next_x = torch.cat([joint["next_obs"][a] for a in AGENTS] + [next_actions[a] for a in AGENTS], dim=-1)
+        next_q = unscale(module.target_critic(next_x).squeeze(-1), kind)  # the critic's output is h(Q)
+        y = joint["rewards"]["agent_0"] + GAMMA * (1 - joint["terminated"]["agent_0"]) * next_q
+        x = torch.cat([joint["obs"][a] for a in AGENTS] + [joint["actions"][a] for a in AGENTS], dim=-1)
+        h_q = module.critic(x).squeeze(-1)
+    mask = joint["mask"]["agent_0"]
+    assert terms["critic_loss"].item() == pytest.approx(masked_mean((h_q - rescale(y, kind)) ** 2, mask).item(), rel=1e-5)
+    # metrics in return units
+    assert terms["target_q_mean"].item() == pytest.approx(masked_mean(y, mask).item(), rel=1e-5)
+    assert terms["q_mean"].item() == pytest.approx(masked_mean(unscale(h_q, kind), mask).item(), rel=1e-5)
+    torch.testing.assert_close(module.q_value(x), unscale(h_q, kind))

@@ -61,6 +61,15 @@ def test_critic_targets_accept_boolean_flags_and_carry_no_gradient():
     assert not targets.requires_grad
 
 
+def test_critic_targets_with_per_row_n_step_discounts():
+    # n-step rows: R already summed, the bootstrap discounted by gamma^m of each row's window.
+    discounts = t([0.95**3, 0.95**3, 0.95**2, 0.95])
+    targets = critic_targets(t(REWARDS), t(TERMINATED), t(NEXT_Q), discounts)
+    np.testing.assert_allclose(targets.numpy(), [1 + 0.95**3 * 10, -0.5, 2 - 0.95**2 * 4, 0.95 * 3], atol=TOL)
+    with pytest.raises(ValueError, match="shapes must match"):
+        critic_targets(t(REWARDS), t(TERMINATED), t(NEXT_Q), discounts.unsqueeze(-1))
+
+
 def test_critic_targets_reject_shapes_that_would_broadcast():
     # (B,) against (B, 1) would silently broadcast to a (B, B) matrix of targets.
     with pytest.raises(ValueError, match="shapes must match"):

@@ -14,10 +14,14 @@ from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from marl.algorithms.maddpg.replay import (
     FIELDS,
     JointReplayBuffer,
+    NStepWindows,
     action_vector_dim,
+    concat_rows,
     joint_transitions_from_episodes,
     make_action_to_vector,
+    n_step_rows,
 )
+from marl.core.keys import BOOTSTRAP_DISCOUNT
 from marl.rllib.episodes import AgentChunk, build_episode_chunk
 
 AGENTS = ["agent_0", "agent_1", "agent_2"]
@@ -454,3 +458,103 @@ def test_memory_per_row_is_the_sum_of_every_agents_columns():
     assert small.bytes_per_row == large.bytes_per_row == expected_row
     assert large.nbytes == 1000 * expected_row
     assert small.nbytes == sum(columns.nbytes for fields in small._storage.values() for columns in fields.values())
+
+
+# -- n-step returns ----------------------------------------------------------------------
+
+GAMMA = 0.5
+
+
+def expected_n_step(episode: int, step: int, agent: str, m: int) -> tuple[float, np.ndarray, float]:
+    """(R, next observation, gamma^m) of agent's row at `step` with an m-step window, from the encodings."""
+    returns = sum(GAMMA**k * reward(episode, step + k, agent) for k in range(m))
+    return returns, observation(episode, step + m, agent), GAMMA**m
+
+
+def test_n_step_rows_sum_rewards_and_stop_at_the_end_a_termination_and_a_change_of_agents():
+    # agent_2 acts at steps 0..4 and terminates there; steps 5..9 have two agents.
+    rows = rows_of(play(0, LENGTH, terminates_after={"agent_2": AGENT_2_LAST_STEP}))
+    n_step = n_step_rows(rows, 3, GAMMA)
+    # m per row: full windows of 3, except that a window ends with agent_2's terminal step 4
+    # (rows 3, 4), never crosses from 3 agents to 2, and ends at the episode's last step (8, 9).
+    windows = [3, 3, 3, 2, 1, 3, 3, 3, 2, 1]
+    np.testing.assert_allclose(n_step["agent_0"][BOOTSTRAP_DISCOUNT], [GAMMA**m for m in windows])
+    for step, m in enumerate(windows):
+        for agent in present_with_early_leaver(0, step):
+            returns, next_obs, discount = expected_n_step(0, step, agent, m)
+            assert n_step[agent]["rewards"][step] == pytest.approx(returns), (agent, step)
+            np.testing.assert_array_equal(n_step[agent]["next_obs"][step], next_obs)
+            assert n_step[agent][BOOTSTRAP_DISCOUNT][step] == pytest.approx(discount)
+            np.testing.assert_array_equal(n_step[agent]["obs"][step], rows[agent]["obs"][step])
+            np.testing.assert_array_equal(n_step[agent]["actions"][step], rows[agent]["actions"][step])
+    # agent_2's rows whose window reaches its terminal step are terminal (no bootstrap); nobody else's is.
+    np.testing.assert_array_equal(n_step["agent_2"]["terminated"], [0, 0, 1, 1, 1, 0, 0, 0, 0, 0])
+    assert not n_step["agent_0"]["terminated"].any()
+    np.testing.assert_array_equal(n_step["agent_2"]["mask"], rows["agent_2"]["mask"])
+
+
+def test_one_step_rows_are_the_rows_themselves():
+    rows = rows_of(play(0, LENGTH, terminates_after={"agent_2": AGENT_2_LAST_STEP}))
+    one_step = n_step_rows(rows, 1, GAMMA)
+    for agent in AGENTS:
+        for field in FIELDS:
+            np.testing.assert_array_equal(one_step[agent][field], rows[agent][field])
+        np.testing.assert_allclose(one_step[agent][BOOTSTRAP_DISCOUNT], GAMMA)
+
+
+def windows_of(chunk_lists: list[list[MultiAgentEpisode]], n: int = 3):
+    """Feed each inner list as one sampling round through NStepWindows; all rows released."""
+    windows = NStepWindows(n, GAMMA)
+    empty = n_step_rows(rows_of([]), n, GAMMA)
+    released = []
+    for chunks in chunk_lists:
+        released.append(windows.add([(c.id_, c.env_t_started, c.is_done, rows_of([c])) for c in chunks], empty=empty))
+    return concat_rows(released), windows
+
+
+def by_step(rows, agent="agent_0"):
+    """Rows reordered by (episode, env step) of agent_0's observation."""
+    order = np.lexsort((rows[agent]["obs"][:, 1], rows[agent]["obs"][:, 0]))
+    return {a: {field: values[order] for field, values in columns.items()} for a, columns in rows.items()}
+
+
+def test_windows_span_chunk_boundaries_as_if_the_episode_came_whole():
+    whole = n_step_rows(rows_of(play(0, LENGTH)), 3, GAMMA)
+    chunks = play(0, LENGTH, cut_after=(4, 5, 8))  # one chunk per sampling round, one of length 1
+    released, windows = windows_of([[chunk] for chunk in chunks])
+    assert windows.rows_held == 0  # the episode ended: nothing waits
+    released = by_step(released)
+    for agent in AGENTS:
+        for field in (*FIELDS, BOOTSTRAP_DISCOUNT):
+            np.testing.assert_array_equal(released[agent][field], whole[agent][field], err_msg=f"{agent} {field}")
+
+
+def test_rows_wait_one_round_and_are_released_when_their_episode_does_not_continue():
+    first, second = play(0, LENGTH, cut_after=(6,))
+    other = play(1, LENGTH)[0]
+    released, windows = windows_of([[first]])
+    assert len(released["agent_0"]["mask"]) == 6 - 2 and windows.rows_held == 2  # steps 4, 5 wait for step 6 on
+    # A round without episode 0 (its runner restarted): its rows come out with windows cut at step 5.
+    released, _ = windows_of([[first], [other]])
+    released = by_step(released)
+    steps = released["agent_0"]["obs"][:, :2]
+    np.testing.assert_array_equal(steps[:6], [[0, t] for t in range(6)])
+    np.testing.assert_allclose(released["agent_0"][BOOTSTRAP_DISCOUNT][:6], [GAMMA**m for m in (3, 3, 3, 3, 2, 1)])
+    assert released["agent_0"]["rewards"][5] == pytest.approx(reward(0, 5, "agent_0"))
+    # Both rounds of one episode in one call, in any order, still join up.
+    released, windows = windows_of([[second, first]])
+    assert windows.rows_held == 0 and len(released["agent_0"]["mask"]) == LENGTH
+
+
+def test_buffer_with_n_step_stores_the_discount_and_one_step_layout_is_unchanged():
+    chunks = play(0, LENGTH, cut_after=(4,))
+    plain = JointReplayBuffer(100, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0))
+    assert plain.fields == FIELDS
+    buffer = JointReplayBuffer(100, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0), n_step=3, gamma=GAMMA)
+    assert buffer.fields == (*FIELDS, BOOTSTRAP_DISCOUNT)
+    assert buffer.add_episodes(chunks[:1], TO_VECTOR) == 2  # steps 2, 3 wait
+    assert buffer.add_episodes(chunks[1:], TO_VECTOR) == LENGTH - 2
+    batch = by_step(buffer.sample(LENGTH))
+    np.testing.assert_allclose(batch["agent_1"][BOOTSTRAP_DISCOUNT], [GAMMA**m for m in (3,) * 8 + (2, 1)])
+    with pytest.raises(ValueError, match="need the discount gamma"):
+        JointReplayBuffer(100, AGENTS, OBS_DIMS, ACTION_DIMS, np.random.default_rng(0), n_step=3)

@@ -19,7 +19,7 @@ from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 
 from marl.algorithms.maddpg.algorithm import REPLAY_BUFFER_FILE
 
-from marl.core.keys import MADDPG_TERMS
+from marl.core.keys import BOOTSTRAP_DISCOUNT, MADDPG_TERMS
 from marl.errors import ConfigError
 from marl.evaluation import RL_MODULE_PATH, CheckpointPolicies, evaluate
 from marl.rllib.acting import EpisodeRandomness
@@ -167,3 +167,24 @@ def test_initial_weights_do_not_depend_on_the_python_hash_seed():
         for hash_seed in (1, 2)
     ]
     assert sums[0] == sums[1]
+
+
+@pytest.mark.parametrize("backend", ["vectorized", "pettingzoo"])
+def test_n_step_returns_fill_the_buffer_with_their_discounts(tmp_path, backend):
+    """training.n_step: the replay rows carry gamma^m with m <= n, nearly all full windows."""
+    config = tiny_config(
+        "maddpg_simple_speaker_listener", "training.n_step=3", "checkpoint.every_iterations=1", f"scenario.backend={backend}"
+    )
+    run_dir = train(config, runs_root=tmp_path, echo=lambda _: None, max_iterations=2)
+    assert np.isfinite(float(metrics_rows(run_dir)[-1]["listener_0/critic_loss"]))
+    gamma = config.training.gamma
+    with np.load(latest_checkpoint(run_dir) / REPLAY_BUFFER_FILE) as saved:
+        discounts = saved[f"listener_0/{BOOTSTRAP_DISCOUNT}"]
+        rewards = saved["listener_0/rewards"]
+    sampled = 2 * STEPS_PER_ITERATION
+    # Rows of running episodes wait for their next chunk: at most n - 1 per env.
+    assert sampled - 2 * config.resources.num_envs_per_env_runner <= len(discounts) <= sampled
+    windows = np.array([gamma**m for m in (1, 2, 3)], np.float32)
+    assert np.isclose(discounts[:, None], windows[None]).any(axis=1).all()
+    assert np.mean(np.isclose(discounts, gamma**3)) > 0.8  # 25-step episodes: windows end early on 2 of 25 steps
+    assert (rewards < 0).all()  # sums of negative squared distances

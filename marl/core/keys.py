@@ -10,6 +10,8 @@ from __future__ import annotations
 # -- batch columns our modules add to RLlib's own (`ray.rllib.core.columns.Columns`) ----------
 SUBPOLICY = "subpolicy"
 """MADDPG policy ensembles: the sub-policy each agent acted with this episode (also a replay field)."""
+BOOTSTRAP_DISCOUNT = "bootstrap_discount"
+"""MADDPG n-step returns: gamma^m, the discount of the target critic's value m env steps ahead (a replay field)."""
 BN_AGENT_LOGP = "bn_agent_logp"
 """BN-MAPPO: log pi_i(a_i | o_i, a_Pa(i)) of each agent, (B, n)."""
 BN_ADJACENCY = "bn_adjacency"

@@ -56,6 +56,7 @@ class MADDPGRLlibConfig(AlgorithmConfig):
         self.learning_starts = 1024 * 25
         self.updates_per_iteration = 1
         self.ensemble_size = 1
+        self.n_step = 1
         self.joint_agents: list[str] = []
         self.joint_observation_dims: dict[str, int] = {}
         self.joint_action_spaces: dict[str, gym.Space] = {}
@@ -68,6 +69,7 @@ class MADDPGRLlibConfig(AlgorithmConfig):
         updates_per_iteration: int,
         agents: list[str],
         ensemble_size: int = 1,
+        n_step: int = 1,
         observation_dims: dict[str, int],
         action_spaces: dict[str, gym.Space],
     ) -> "MADDPGRLlibConfig":
@@ -76,6 +78,7 @@ class MADDPGRLlibConfig(AlgorithmConfig):
         self.learning_starts = learning_starts
         self.updates_per_iteration = updates_per_iteration
         self.ensemble_size = ensemble_size
+        self.n_step = n_step
         self.joint_agents = list(agents)
         self.joint_observation_dims = dict(observation_dims)
         self.joint_action_spaces = dict(action_spaces)
@@ -109,6 +112,8 @@ class MADDPG(Algorithm):
             {agent: action_vector_dim(space) for agent, space in self.config.joint_action_spaces.items()},
             np.random.default_rng(self.config.seed),
             with_subpolicy=self.config.ensemble_size > 1,
+            n_step=self.config.n_step,
+            gamma=self.config.gamma,
         )
         self._action_to_vector = make_action_to_vector(self.config.joint_action_spaces)
         self._module_ids = sorted(set(learner_settings(self.config).policy_of.values()))

@@ -53,6 +53,19 @@ class MADDPGConfig(AlgorithmSettings):
     """Updates begin once the buffer holds this many joint transitions (and at least `batch_size`)."""
     env_steps_per_iteration: int = Field(1000, gt=0)
     """Env steps sampled per training iteration, summed over env runners and their envs."""
+    value_rescaling: Literal["none", "sqrt", "symlog"] = "none"
+    """The critics learn h(Q) instead of Q (marl/core/value_rescaling.py): `sqrt`, Pohlen et al.
+    2018's h(x) = sign(x)(sqrt(|x| + 1) - 1) + 0.01 x (R2D2, MuZero); `symlog`, DreamerV3's
+    sign(x) ln(1 + |x|). Targets y = h(r + gamma h^-1(Q'_h)); the actor ascends h(Q), whose best
+    action is Q's. For values spanning orders of magnitude, where a small action effect at small
+    |Q| (a listener near its goal) is below the critic's error on the large ones. Metrics
+    (q_mean, target_q_mean) stay in return units."""
+    n_step: int = Field(1, ge=1)
+    """Critic targets from n-step returns: y = r_t + ... + gamma^(m-1) r_{t+m-1} + gamma^m Q'(x_{t+m}, a'),
+    m <= n (fewer at the episode's end, after a termination, or where the set of acting agents
+    changes). 1 is the paper's one-step target. n > 1 is uncorrected for exploration (the
+    intermediate rewards follow the behaviour's noisy actions, as in D4PG / Rainbow): it trades that
+    bias for targets that lean less on the critic's own estimate."""
     updates_per_iteration: int = Field(10, ge=1)
     """Learner updates per iteration, each on a fresh joint sample (the reference: 1 per 100 env steps)."""
     grad_clip: float | None = Field(0.5, gt=0)
@@ -193,6 +206,7 @@ class MADDPGConfig(AlgorithmSettings):
                 learning_starts=self.learning_starts,
                 updates_per_iteration=self.updates_per_iteration,
                 ensemble_size=self.ensemble_size,
+                n_step=self.n_step,
                 agents=agents,
                 observation_dims=obs_dims,
                 action_spaces=action_spaces,
@@ -217,6 +231,7 @@ class MADDPGConfig(AlgorithmSettings):
                                 "temperature": self.temperature,
                                 "actor_output_gain": self.actor_output_gain,
                                 "twin_critics": self.twin_critics,
+                                "value_rescaling": self.value_rescaling,
                                 "ensemble_size": self.ensemble_size,
                                 "infer_policies": self.infer_policies,
                             },

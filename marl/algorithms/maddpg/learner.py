@@ -13,6 +13,9 @@ Per agent i of a module, on the same B rows:
                   (an ensemble: the target of the sub-policy j acted with in that row)
     y_i         = r_i + gamma (1 - terminated_i) Q'_i(x', a'_1..a'_N)
                   (`twin_critics`: min(Q'_i, Q2'_i) of the two target critics, clipped double Q)
+                  (`n_step`: r_i is the row's m-step discounted sum and gamma is gamma^m, its
+                  `bootstrap_discount` column; `value_rescaling`: the critics output h(Q), and
+                  y_i = h(r_i + gamma (1 - terminated_i) h^-1(Q'_i)) with Q_i read as h(Q_i))
     critic_loss = E_mask_i[(Q_i(x, a_1..a_N) - y_i)^2]   (+ the same for Q2_i, twin critics)
     actor_loss  = -E_mask_i[Q_i(x, a_1..a^_i..a_N)] + logits_reg E[logits_i^2],  a^_i = gumbel_softmax(mu_i(o_i))
 
@@ -52,8 +55,9 @@ from marl.algorithms.maddpg.losses import (
     critic_targets,
     polyak_update,
 )
-from marl.algorithms.maddpg.replay import ENSEMBLE_FIELDS, Rows
-from marl.core.keys import ACTOR_LOSS, APPROX_LOSS, CRITIC_LOSS, INFERENCE_TERMS, LOGITS_REG, MADDPG_TERMS, Q_MEAN, SUBPOLICY, TARGET_Q_MEAN
+from marl.algorithms.maddpg.replay import FIELDS, OPTIONAL_FIELDS, Rows
+from marl.core.keys import ACTOR_LOSS, APPROX_LOSS, BOOTSTRAP_DISCOUNT, CRITIC_LOSS, INFERENCE_TERMS, LOGITS_REG, MADDPG_TERMS, Q_MEAN, SUBPOLICY, TARGET_Q_MEAN
+from marl.core.value_rescaling import rescale, unscale
 from marl.rllib.metrics import log_terms
 from marl.rllib.threads import limit_learner_threads
 
@@ -82,7 +86,7 @@ def joint_train_batch_per_module(rows_by_module: dict[str, Rows]) -> MultiAgentB
 
 def split_joint_columns(batch: Mapping[str, Any], agents: list[str]) -> dict[str, dict[str, torch.Tensor]]:
     """field -> agent -> tensor, from a module's train batch (the inverse of `joint_train_batch`)."""
-    return {field: {agent: batch[joint_column(field, agent)] for agent in agents} for field in ENSEMBLE_FIELDS if joint_column(field, agents[0]) in batch}
+    return {field: {agent: batch[joint_column(field, agent)] for agent in agents} for field in (*FIELDS, *OPTIONAL_FIELDS) if joint_column(field, agents[0]) in batch}
 
 
 class MADDPGTorchLearner(TorchLearner):
@@ -164,12 +168,18 @@ class MADDPGTorchLearner(TorchLearner):
         """Agent `agent`'s named loss terms on the joint rows (see the module docstring)."""
         observations, actions, mask = joint["obs"], joint["actions"], joint["mask"][agent]
 
+        # With value rescaling the critics learn h(Q): targets go back to returns through h^-1 for
+        # the Bellman backup and into h for the regression (identity without rescaling).
+        scale = module.value_rescaling
         with torch.no_grad():
             next_x = module.critic_input(agent, joint["next_obs"], next_actions)
             next_q = module.target_critic(next_x).squeeze(-1)
             if module.has_twin_critic:  # clipped double Q: the smaller of the two target estimates
                 next_q = torch.minimum(next_q, module.target_twin_critic(next_x).squeeze(-1))
-            targets = critic_targets(joint["rewards"][agent], joint["terminated"][agent], next_q, gamma)
+            # n-step rows carry their own gamma^m (training.n_step); one-step rows bootstrap with gamma.
+            discount = joint[BOOTSTRAP_DISCOUNT][agent] if BOOTSTRAP_DISCOUNT in joint else gamma
+            target_returns = critic_targets(joint["rewards"][agent], joint["terminated"][agent], unscale(next_q, scale), discount)
+            targets = rescale(target_returns, scale)
         x = module.critic_input(agent, observations, actions)
         q = module.critic(x).squeeze(-1)
         td_loss = critic_loss(q, targets, mask=mask)
@@ -178,7 +188,8 @@ class MADDPGTorchLearner(TorchLearner):
 
         logits = module.actor_logits(observations[agent], joint.get(SUBPOLICY, {}).get(agent))
         with_fresh_action = {**actions, agent: module.action_vector(logits)}
-        # The critic's weights are detached here: the actor loss trains mu_i only.
+        # The critic's weights are detached here: the actor loss trains mu_i only. With value
+        # rescaling the actor ascends h(Q) (h increasing: the same best action, gradient h'(Q) dQ/da).
         q_fresh = call_with_frozen_params(module.critic, module.critic_input(agent, observations, with_fresh_action)).squeeze(-1)
         actor = actor_loss(q_fresh, logits, logits_reg=logits_reg, mask=mask)
 
@@ -186,8 +197,9 @@ class MADDPGTorchLearner(TorchLearner):
         return {
             CRITIC_LOSS: td_loss,
             ACTOR_LOSS: actor[ACTOR_LOSS],
-            Q_MEAN: q.detach()[masked].mean() if masked.any() else q.new_zeros(()),
-            TARGET_Q_MEAN: targets[masked].mean() if masked.any() else targets.new_zeros(()),
+            # Logged in return units whatever the critic's space, so runs compare.
+            Q_MEAN: unscale(q.detach(), scale)[masked].mean() if masked.any() else q.new_zeros(()),
+            TARGET_Q_MEAN: target_returns[masked].mean() if masked.any() else target_returns.new_zeros(()),
             LOGITS_REG: actor["logits_reg_term"],
         }
 

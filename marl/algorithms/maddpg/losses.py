@@ -35,14 +35,20 @@ def _require_same_shape(**tensors: torch.Tensor) -> None:
         raise ValueError(f"shapes must match, got {shapes}")
 
 
-def critic_targets(rewards: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma: float) -> torch.Tensor:
+def critic_targets(
+    rewards: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma: float | torch.Tensor
+) -> torch.Tensor:
     """TD targets y = r + gamma * (1 - terminated) * Q'(x', a'), shape (B,), no gradient.
 
     rewards, terminated, next_q: (B,). `next_q` is the TARGET critic at the next joint
     observation with every agent's TARGET-actor action. Pass the termination flag only:
     an episode cut by the time limit (truncation) is not terminal and bootstraps.
+    n-step returns: `rewards` is R = sum_k gamma^k r_{t+k} over the row's m steps and `gamma`
+    a (B,) tensor of gamma^m, so that y = R + gamma^m (1 - terminated) Q'(x_{t+m}, a').
     """
     _require_same_shape(rewards=rewards, terminated=terminated, next_q=next_q)
+    if isinstance(gamma, torch.Tensor):
+        _require_same_shape(rewards=rewards, gamma=gamma)
     not_terminal = 1.0 - terminated.to(next_q.dtype)
     return (rewards + gamma * not_terminal * next_q).detach()
 

@@ -27,6 +27,9 @@ with the action, so the episode records it. Without the column, sub-policy 0 act
 Twin critics (`twin_critics`): `twin_critic` and `target_twin_critic`, a second Q_i with the same
 input, for the clipped double-Q target (see the learner).
 
+Value rescaling (`value_rescaling`, marl/core/value_rescaling.py): the critics output h(Q);
+`q_value` maps them back to returns.
+
 Inferred policies (`infer_policies`): `approx_policies[j]` (and its target copy) approximates
 agent j's policy for every agent j this module does not control; the critic target then
 uses their target copies instead of the other agents' own target actors (see the learner).
@@ -64,6 +67,7 @@ from marl.algorithms.maddpg.ensemble import ActorEnsemble
 from marl.core.gumbel import gumbel_softmax
 from marl.core.keys import SUBPOLICY
 from marl.core.networks import mlp
+from marl.core.value_rescaling import ValueRescaling, unscale
 from marl.rllib.acting import EpisodeRandomness, ModuleActions, act_with_distribution
 
 # Sub-networks the env runners do not need (left out of inference-only modules and weight syncs).
@@ -144,7 +148,7 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
     """model_config keys: agents (this module's agents), all_agents (the joint order),
     obs_dims and action_dims (per agent, every agent), hidden, activation,
     critic ("centralized" | "local"), hard, temperature, ensemble_size (default 1),
-    infer_policies (default false)."""
+    infer_policies (default false), value_rescaling (default "none")."""
 
     @override(TorchRLModule)
     def setup(self):
@@ -162,6 +166,7 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         self.hard = bool(cfg["hard"]) or self.discrete
         self.ensemble_size = int(cfg.get("ensemble_size", 1))
         self.actor_output_gain = float(cfg.get("actor_output_gain", 0.01))
+        self.value_rescaling: ValueRescaling = cfg.get("value_rescaling", "none")
         self._exploration_generator: torch.Generator | None = None  # created at the first exploring forward
         hidden, activation = list(cfg["hidden"]), cfg["activation"]
 
@@ -209,6 +214,10 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
     def has_twin_critic(self) -> bool:
         """Whether this module trains a second critic (`twin_critics`, clipped double Q)."""
         return hasattr(self, "twin_critic")
+
+    def q_value(self, critic_input: torch.Tensor) -> torch.Tensor:
+        """Q_i in return units, (B,): the critic's output mapped back through h^-1 (value_rescaling)."""
+        return unscale(self.critic(critic_input).squeeze(-1), self.value_rescaling)
 
     def infers(self, agent: str) -> bool:
         """Whether this module approximates `agent`'s policy (infer_policies, an agent it does not control)."""

@@ -18,11 +18,15 @@ then draws from D_agent^(k), the rows in which that agent acted with sub-policy 
 `terminated` is 1 only on the agent's own terminal step; a truncated
 (time-limit) step has terminated 0 and bootstraps (see `ends_in_termination` for the
 RLlib flags this reads).
+
+With n-step returns (`n_step > 1`) a row holds (o_t, a_t, R_t, o_{t+m}, terminated_{t+m-1})
+with R_t the discounted sum of m <= n rewards, and each agent also has `bootstrap_discount`
+(N,) = gamma^m; `NStepWindows` builds these rows from the episode chunks (see `n_step_rows`).
 """
 
 from __future__ import annotations
 
-from marl.core.keys import SUBPOLICY
+from marl.core.keys import BOOTSTRAP_DISCOUNT, SUBPOLICY
 import json
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,19 +36,19 @@ import numpy as np
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "mask")
-ENSEMBLE_FIELDS = (*FIELDS, SUBPOLICY)
+OPTIONAL_FIELDS = (SUBPOLICY, BOOTSTRAP_DISCOUNT)  # present only with policy ensembles / n-step returns
 
 Rows = dict[str, dict[str, np.ndarray]]  # agent -> field -> (N, ...) array
 ActionToVector = Callable[[str, np.ndarray], np.ndarray]  # (agent, (n, ...) actions) -> (n, action_dim)
 
 
-def fields_of(with_subpolicy: bool) -> tuple[str, ...]:
-    return ENSEMBLE_FIELDS if with_subpolicy else FIELDS
+def fields_of(with_subpolicy: bool, with_discount: bool = False) -> tuple[str, ...]:
+    return (*FIELDS, *((SUBPOLICY,) if with_subpolicy else ()), *((BOOTSTRAP_DISCOUNT,) if with_discount else ()))
 
 
 def _field_shapes(obs_dim: int, action_dim: int, fields: Sequence[str] = FIELDS) -> dict[str, tuple[int, ...]]:
     """Each field's shape within one row."""
-    shapes = {"obs": (obs_dim,), "actions": (action_dim,), "rewards": (), "next_obs": (obs_dim,), "terminated": (), "mask": (), SUBPOLICY: ()}
+    shapes = {"obs": (obs_dim,), "actions": (action_dim,), "rewards": (), "next_obs": (obs_dim,), "terminated": (), "mask": (), SUBPOLICY: (), BOOTSTRAP_DISCOUNT: ()}
     return {field: shapes[field] for field in fields}
 
 
@@ -79,6 +83,8 @@ class JointReplayBuffer:
         rng: np.random.Generator,
         *,
         with_subpolicy: bool = False,
+        n_step: int = 1,
+        gamma: float | None = None,
     ):
         if capacity < 1:
             raise ValueError(f"JointReplayBuffer: capacity must be >= 1, got {capacity}")
@@ -90,7 +96,10 @@ class JointReplayBuffer:
         self.agents = list(agents)
         self.obs_dims = {agent: int(obs_dims[agent]) for agent in agents}
         self.action_dims = {agent: int(action_dims[agent]) for agent in agents}
-        self.fields = fields_of(with_subpolicy)
+        if n_step > 1 and gamma is None:
+            raise ValueError("JointReplayBuffer: n-step returns (n_step > 1) need the discount gamma")
+        self.fields = fields_of(with_subpolicy, with_discount=n_step > 1)
+        self._windows = NStepWindows(n_step, gamma) if n_step > 1 else None
         self._rng = rng
         self._storage: Rows = {
             agent: _empty_rows(capacity, self.obs_dims[agent], self.action_dims[agent], self.fields) for agent in agents
@@ -196,11 +205,25 @@ class JointReplayBuffer:
         return {agent: {field: columns[indices] for field, columns in self._storage[agent].items()} for agent in self.agents}
 
     def add_episodes(self, episodes: Sequence[MultiAgentEpisode], action_to_vector: ActionToVector) -> int:
-        """Convert RLlib episode chunks with `joint_transitions_from_episodes` and add them; returns the row count."""
-        rows = joint_transitions_from_episodes(
-            episodes, self.agents, action_to_vector, obs_dims=self.obs_dims, action_dims=self.action_dims,
-            with_subpolicy=SUBPOLICY in self.fields,
-        )
+        """Convert RLlib episode chunks with `joint_transitions_from_episodes` and add them; returns the row count.
+
+        With n-step returns the rows go through `NStepWindows` first: a running episode's last
+        n - 1 rows wait for the chunk that continues it (the next sampling round).
+        """
+        with_subpolicy = SUBPOLICY in self.fields
+        if self._windows is None:
+            rows = joint_transitions_from_episodes(
+                episodes, self.agents, action_to_vector, obs_dims=self.obs_dims, action_dims=self.action_dims,
+                with_subpolicy=with_subpolicy,
+            )
+        else:
+            fields = fields_of(with_subpolicy)
+            chunks = [
+                (episode.id_, episode.env_t_started, episode.is_done,
+                 chunk_rows(episode, self.agents, action_to_vector, self.obs_dims, self.action_dims, fields))
+                for episode in episodes
+            ]
+            rows = self._windows.add(chunks, empty=_no_rows(self.agents, self.obs_dims, self.action_dims, self.fields))
         self.add(rows)
         return len(rows[self.agents[0]]["mask"])
 
@@ -314,20 +337,118 @@ def joint_transitions_from_episodes(
     """
     fields = fields_of(with_subpolicy)
     per_chunk = [_no_rows(agents, obs_dims, action_dims, fields)]  # so that no episodes gives 0 rows, not an error
-    for episode in episodes:
-        unknown = sorted(set(episode.agent_ids) - set(agents))
-        if unknown:
-            raise ValueError(f"episode {episode.id_}: unknown agents {unknown}; expected only {list(agents)}")
-        per_chunk.append(
-            {agent: _agent_rows(episode, agent, action_to_vector, obs_dims[agent], action_dims[agent], fields) for agent in agents}
-        )
-    return {agent: {field: np.concatenate([rows[agent][field] for rows in per_chunk]) for field in fields} for agent in agents}
+    per_chunk += [chunk_rows(episode, agents, action_to_vector, obs_dims, action_dims, fields) for episode in episodes]
+    return concat_rows(per_chunk)
+
+
+def chunk_rows(
+    episode: MultiAgentEpisode, agents: Sequence[str], action_to_vector: ActionToVector,
+    obs_dims: dict[str, int], action_dims: dict[str, int], fields: Sequence[str],
+) -> Rows:
+    """One episode chunk's joint rows, one per env step in order (see `joint_transitions_from_episodes`)."""
+    unknown = sorted(set(episode.agent_ids) - set(agents))
+    if unknown:
+        raise ValueError(f"episode {episode.id_}: unknown agents {unknown}; expected only {list(agents)}")
+    return {agent: _agent_rows(episode, agent, action_to_vector, obs_dims[agent], action_dims[agent], fields) for agent in agents}
 
 
 def concat_rows(parts: Sequence[Rows]) -> Rows:
     """Joint rows one after the other (same agents and fields)."""
     first = parts[0]
     return {agent: {field: np.concatenate([part[agent][field] for part in parts]) for field in first[agent]} for agent in first}
+
+
+def slice_rows(rows: Rows, start: int, stop: int | None = None) -> Rows:
+    """Rows start..stop-1 of every agent and field."""
+    return {agent: {field: values[start:stop] for field, values in fields.items()} for agent, fields in rows.items()}
+
+
+def num_rows(rows: Rows) -> int:
+    return len(next(iter(rows.values()))["mask"])
+
+
+# -- n-step returns ----------------------------------------------------------------------
+
+
+def n_step_rows(rows: Rows, n: int, gamma: float) -> Rows:
+    """One-step joint rows of consecutive env steps of one episode -> n-step rows.
+
+    Row t becomes, for every agent, (o_t, a_t, R_t, o_{t+m}, terminated_{t+m-1}) with
+        R_t = r_t + gamma r_{t+1} + ... + gamma^(m-1) r_{t+m-1},
+    and `bootstrap_discount` = gamma^m: the critic's target is R_t + gamma^m (1 - terminated) Q'.
+    The window m <= n is the same for every agent, so the next joint observation is one env step
+    for all of them. It ends early at the last row given, after a step on which some agent
+    terminates, and before the set of acting agents changes (one enters or leaves): no window
+    crosses a termination or a change of who is there.
+    """
+    if n < 1:
+        raise ValueError(f"n_step_rows: n must be >= 1, got {n}")
+    agents = list(rows)
+    count = num_rows(rows)
+    index = np.arange(count)
+    steps = np.ones(count, dtype=np.int64)  # m per row
+    if count:
+        masks = np.stack([rows[agent]["mask"] for agent in agents], axis=1)
+        someone_terminated = np.stack([rows[agent]["terminated"] for agent in agents], axis=1).max(axis=1) > 0
+        extendable = np.ones(count, dtype=bool)
+        for k in range(1, n):
+            ahead = np.minimum(index + k, count - 1)
+            extendable &= (index + k < count) & ~someone_terminated[ahead - 1] & (masks[ahead] == masks).all(axis=1)
+            steps += extendable
+    last = index + steps - 1
+    out = {}
+    for agent in agents:
+        columns = dict(rows[agent])
+        returns = np.zeros(count, dtype=np.float64)
+        for k in range(n):
+            returns += np.where(k < steps, gamma**k * columns["rewards"][np.minimum(index + k, max(count - 1, 0))], 0.0)
+        columns["rewards"] = returns.astype(np.float32)
+        columns["next_obs"] = columns["next_obs"][last]
+        columns["terminated"] = columns["terminated"][last]
+        columns[BOOTSTRAP_DISCOUNT] = (gamma**steps).astype(np.float32)
+        out[agent] = columns
+    return out
+
+
+class NStepWindows:
+    """Builds n-step rows from episode chunks, holding back each running episode's last n - 1 rows
+    until the chunk that continues it arrives, so that windows do not stop at chunk boundaries.
+
+    An episode's chunks come one per sampling round (RLlib cuts every running episode when
+    `sample()` returns), so rows held back for an episode that did not continue in the next
+    round (its env runner was restarted, its chunk timed out) are released then, with windows
+    ending at their last row: shorter, still correct, n-step returns. Held-back rows are not
+    part of checkpoints: a resumed run loses at most n - 1 rows per running episode.
+    """
+
+    def __init__(self, n: int, gamma: float):
+        if n < 2:
+            raise ValueError(f"NStepWindows: n must be >= 2 (n = 1 needs no windows), got {n}")
+        self.n, self.gamma = n, gamma
+        self._held: dict[str, tuple[int, Rows]] = {}  # episode id -> (env step of its first held row, rows)
+
+    def add(self, chunks: Sequence[tuple[str, int, bool, Rows]], *, empty: Rows) -> Rows:
+        """Chunks as (episode id, env step of the chunk's first row, episode done, one-step rows);
+        returns the n-step rows now complete (with `bootstrap_discount`), `empty` if none."""
+        ready = [empty]
+        waiting, self._held = self._held, {}
+        for episode_id, start, done, rows in sorted(chunks, key=lambda chunk: (chunk[0], chunk[1])):
+            held = self._held.pop(episode_id, None) or waiting.pop(episode_id, None)
+            if held is not None and held[0] + num_rows(held[1]) == start:
+                start, rows = held[0], concat_rows([held[1], rows])
+            elif held is not None:  # not the continuation: release what was held as it is
+                ready.append(n_step_rows(held[1], self.n, self.gamma))
+            count = num_rows(rows)
+            keep = 0 if done else min(self.n - 1, count)
+            ready.append(slice_rows(n_step_rows(rows, self.n, self.gamma), 0, count - keep))
+            if keep:
+                self._held[episode_id] = (start + count - keep, slice_rows(rows, count - keep))
+        ready += [n_step_rows(rows, self.n, self.gamma) for _, rows in waiting.values()]
+        return concat_rows(ready)
+
+    @property
+    def rows_held(self) -> int:
+        return sum(num_rows(rows) for _, rows in self._held.values())
 
 
 def _no_rows(agents: Sequence[str], obs_dims: dict[str, int], action_dims: dict[str, int], fields: Sequence[str]) -> Rows:
