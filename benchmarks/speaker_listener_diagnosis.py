@@ -22,6 +22,12 @@ For each run directory (or checkpoint) given, with greedy actions:
             overestimation; and, per distance to the goal, cos(dQ/dforce, direction to the
             goal) with dQ/dforce the critic's action gradient mapped to mpe2's force: the
             direction the actor is pushed. Near 0 = the critic does not know where the goal is.
+  peak      (MADDPG checkpoints) at each episode's final state, the listener's critic over listener
+            positions on a grid around the goal (at rest, zero force, the rest of the state as it
+            was): how far from the goal its maximum lies, whether it lies on the side where the
+            listener stopped (cos with the final offset), and Q(final position) - Q(at the goal),
+            which the true values make negative (reward -d^2 every step: at 0.2 from the goal
+            about -0.04 / (1 - gamma) = -0.8 at gamma 0.95).
 
 The field probe builds the listener's observation as mpe2 does ([velocity, landmark - own
 position x 3, message]), so it needs the listener's own policy (`policies.sharing: per_agent`).
@@ -158,19 +164,20 @@ DISTANCE_BINS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.4), (0.4, np.inf))
 PHASES = ((0, 5), (5, 15), (15, 25))
 
 
-def critic_probe(checkpoint, recorder: Recorder, gamma: float) -> None:
-    """Print the listener critic's bias against the returns that followed and its action gradient's direction."""
+def critic_probe(checkpoint, recorder: Recorder, gamma: float):
+    """Print the listener critic's bias against the returns that followed and its action gradient's
+    direction; returns the listener's learner module (None when the checkpoint has no MADDPG critic)."""
     import torch
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     path = checkpoint / "learner_group" / "learner" / "rl_module" / LISTENER
     if not path.exists():
         print("critic: skipped (no learner module for the listener in this checkpoint)")
-        return
+        return None
     module = RLModule.from_checkpoint(path)
     if not hasattr(module, "critic_input"):
         print("critic: skipped (not a MADDPG checkpoint)")
-        return
+        return None
     q_values, cosines = [], []
     for row in recorder.steps:
         observations = {agent: torch.as_tensor(np.asarray(obs, np.float32))[None] for agent, obs in row["obs"].items()}
@@ -194,6 +201,54 @@ def critic_probe(checkpoint, recorder: Recorder, gamma: float) -> None:
         rows = (distances >= low) & (distances < high)
         if rows.any():
             print(f"  d in [{low}, {high})  steps {rows.sum():>4}  cos {cosine[rows].mean():+.2f}")
+    return module
+
+
+PEAK_GRID = np.linspace(-0.4, 0.4, 17)  # listener offsets from the goal, per axis
+PEAK_STATES = 60
+
+
+def listener_at(obs: np.ndarray, to_goal: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """The listener's observation moved to `offset` from its goal, at rest; message unchanged."""
+    landmarks_from_goal = np.asarray(obs[2:8], np.float64).reshape(3, 2) - to_goal
+    return np.concatenate([[0.0, 0.0], (landmarks_from_goal - offset).ravel(), obs[8:]]).astype(np.float32)
+
+
+def critic_peak(module, recorder: Recorder) -> dict[str, float]:
+    """Where the listener critic's value over listener positions peaks, at the final states."""
+    import torch
+
+    final_step = max(row["t"] for row in recorder.steps)
+    finals = [row for row in recorder.steps if row["t"] == final_step][:PEAK_STATES]
+    grid = np.array([[dx, dy] for dx in PEAK_GRID for dy in PEAK_GRID])
+    at_goal = int(np.argmin(np.linalg.norm(grid, axis=1)))
+    zero_force = np.full(np.size(finals[0]["actions"][LISTENER]), 1.0 / np.size(finals[0]["actions"][LISTENER]), np.float32)
+    distances, alignments, final_gaps, peak_gaps = [], [], [], []
+    for row in finals:
+        final_offset = -row["to_goal"]
+        positions = np.vstack([grid, final_offset[None]])
+        listener_obs = np.stack([listener_at(np.asarray(row["obs"][LISTENER]), row["to_goal"], p) for p in positions])
+        count = len(positions)
+        observations = {
+            agent: torch.as_tensor(listener_obs if agent == LISTENER else np.repeat(np.asarray(obs, np.float32)[None], count, 0))
+            for agent, obs in row["obs"].items()
+        }
+        actions = {
+            agent: torch.as_tensor(np.repeat((zero_force if agent == LISTENER else np.asarray(a, np.float32).reshape(-1))[None], count, 0))
+            for agent, a in row["actions"].items()
+        }
+        with torch.no_grad():
+            q = module.q_value(module.critic_input(LISTENER, observations, actions)).numpy()
+        peak = grid[int(np.argmax(q[:-1]))]
+        distances.append(np.linalg.norm(peak))
+        norm = np.linalg.norm(peak) * np.linalg.norm(final_offset)
+        alignments.append(peak @ final_offset / norm if norm > 0 else 0.0)
+        final_gaps.append(q[-1] - q[at_goal])
+        peak_gaps.append(q[:-1].max() - q[at_goal])
+    return {
+        "peak_distance": float(np.mean(distances)), "peak_alignment": float(np.mean(alignments)),
+        "final_minus_goal": float(np.mean(final_gaps)), "peak_minus_goal": float(np.mean(peak_gaps)),
+    }
 
 
 def diagnose(run: str, episodes: int, seed: int, gamma: float) -> None:
@@ -228,7 +283,14 @@ def diagnose(run: str, episodes: int, seed: int, gamma: float) -> None:
         f"reached: within 0.1 {np.mean(finals < 0.1):.0%}, within {TOUCH:.3f} (touching) {np.mean(finals < TOUCH):.0%}, "
         f"within 0.2 {np.mean(finals < 0.2):.0%}; final distance mean {finals.mean():.3f}, median {np.median(finals):.3f}"
     )
-    critic_probe(checkpoint, recorder, gamma)
+    module = critic_probe(checkpoint, recorder, gamma)
+    if module is not None:
+        peak = critic_peak(module, recorder)
+        print(
+            f"peak: the critic's value over positions at rest peaks {peak['peak_distance']:.2f} from the goal "
+            f"(cos with where the listener stopped {peak['peak_alignment']:+.2f}); Q(final) - Q(goal) {peak['final_minus_goal']:+.3f}, "
+            f"Q(peak) - Q(goal) {peak['peak_minus_goal']:+.3f} (final states of {min(PEAK_STATES, episodes)} episodes)"
+        )
     if policies.mapping.get(LISTENER) != LISTENER:
         print("field: skipped (the listener shares a policy; the probe needs its own)")
         return
