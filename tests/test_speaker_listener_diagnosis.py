@@ -1,4 +1,4 @@
-"""The pure parts of benchmarks/speaker_listener_diagnosis.py (no Ray): mpe2's force map, the
+"""The pure parts of benchmarks/speaker_listener_diagnosis.py and the scripted ceiling (no Ray): mpe2's force map, the
 discounted returns the listener's critic is compared with, and the search for its value's peak."""
 
 import numpy as np
@@ -65,3 +65,10 @@ def test_critic_peak_finds_a_misplaced_maximum_on_the_side_the_listener_stopped(
     # the stand-in prefers 0.2 below the goal to the goal itself: -(0.05^2) against -(0.15^2)
     assert peak["final_minus_goal"] == pytest.approx(-0.05**2 + 0.15**2)
     assert peak["peak_minus_goal"] == pytest.approx(0.15**2)
+
+
+def test_scripted_pair_settles_on_the_goal():
+    ceiling = load_benchmark("speaker_listener_ceiling")
+    result = ceiling.run(episodes=5, kp=4.0, kd=0.8)
+    assert result["within_0.1"] == 1.0 and result["final_distance"] < 0.05
+    assert -20 < result["team_return"] < -5  # the approach costs: the return is not 0
