@@ -123,6 +123,11 @@ def alive_units(policies: CheckpointPolicies) -> list[float] | None:
     return shares
 
 
+def resting_listener_observation(landmarks: np.ndarray, position: np.ndarray, message: np.ndarray) -> np.ndarray:
+    """The listener's observation as mpe2 builds it, at rest: [velocity 0, landmark - position x 3, message]."""
+    return np.concatenate([[0.0, 0.0], (landmarks - position).ravel(), message]).astype(np.float32)
+
+
 def force_field(policies: CheckpointPolicies, env, message_for_goal: dict[int, np.ndarray], rng: np.random.Generator, samples: int = 300):
     """cos(force, to goal) and |force| per radius, for random landmark layouts."""
     space = env.action_spaces[LISTENER]
@@ -138,7 +143,7 @@ def force_field(policies: CheckpointPolicies, env, message_for_goal: dict[int, n
             position = landmarks[goal] + radius * np.array([np.cos(angle), np.sin(angle)])
             heard = message_for_goal.get(goal, np.zeros(()))
             message = np.eye(channels)[int(heard)] if heard.ndim == 0 else heard.ravel()
-            obs = np.concatenate([[0.0, 0.0], (landmarks - position).ravel(), message]).astype(np.float32)
+            obs = resting_listener_observation(landmarks, position, message)
             push = force(policies.act({LISTENER: obs}, {LISTENER: space}, explore=False).actions[LISTENER])
             to_goal = (landmarks[goal] - position) / radius
             cosines.append(push @ to_goal / (np.linalg.norm(push) + 1e-9))
@@ -211,7 +216,7 @@ PEAK_STATES = 60
 def listener_at(obs: np.ndarray, to_goal: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """The listener's observation moved to `offset` from its goal, at rest; message unchanged."""
     landmarks_from_goal = np.asarray(obs[2:8], np.float64).reshape(3, 2) - to_goal
-    return np.concatenate([[0.0, 0.0], (landmarks_from_goal - offset).ravel(), obs[8:]]).astype(np.float32)
+    return resting_listener_observation(landmarks_from_goal, offset, obs[8:])
 
 
 def critic_peak(module, recorder: Recorder) -> dict[str, float]:
