@@ -7,8 +7,8 @@ scenario without an entry here simply reports returns only.
 The metrics follow the MADDPG paper: for simple_spread, collisions per episode,
 the summed agent-landmark minimum distance and the occupied landmarks (an agent
 within 0.1); for speaker-listener and reference, whether the listener / each agent
-ends within 0.1 of its target; for simple (one agent, one landmark), the same for
-the agent and the landmark.
+ends within 0.1 of its target (and, apart, whether it came within 0.1 at any step);
+for simple (one agent, one landmark), the same for the agent and the landmark.
 """
 
 from __future__ import annotations
@@ -54,42 +54,57 @@ class SpreadMetrics:
         }
 
 
-class GoalDistanceMetrics:
-    """Final distance of each goal agent to its goal landmark (speaker-listener, reference)."""
+class _DistanceMetrics:
+    """Distances of the moving agents to their targets: at the episode's end (`final_target_distance`,
+    `reached_target`: every one within 0.1 at the end) and at their closest over the episode's steps
+    (`closest_target_distance`, `reached_target_any_step`: every one came within 0.1 at some step),
+    which tells an agent that never found its target from one that passed over it and drifted off."""
+
+    def __init__(self):
+        self.closest: np.ndarray | None = None
+
+    def distances(self, world) -> list[float]:
+        raise NotImplementedError
 
     def step(self, env, infos):
-        pass
+        distances = np.asarray(self.distances(env.unwrapped.world))
+        if distances.size:
+            self.closest = distances if self.closest is None else np.minimum(self.closest, distances)
 
     def result(self, env):
-        world = env.unwrapped.world
-        distances = [
+        distances = self.distances(env.unwrapped.world)
+        if not distances:
+            return {}
+        closest = np.minimum(self.closest, distances) if self.closest is not None else np.asarray(distances)
+        return {
+            "final_target_distance": float(np.mean(distances)),
+            "reached_target": float(all(d < REACHED_DISTANCE for d in distances)),
+            "closest_target_distance": float(np.mean(closest)),
+            "reached_target_any_step": float(bool(np.all(closest < REACHED_DISTANCE))),
+        }
+
+
+class GoalDistanceMetrics(_DistanceMetrics):
+    """Each goal agent's distance to its goal landmark (speaker-listener, reference)."""
+
+    def distances(self, world) -> list[float]:
+        return [
             float(np.linalg.norm(agent.goal_a.state.p_pos - agent.goal_b.state.p_pos))
             for agent in world.agents
             if getattr(agent, "_goal_a", None) is not None and getattr(agent, "_goal_b", None) is not None
         ]
-        if not distances:
-            return {}
-        return {
-            "final_target_distance": float(np.mean(distances)),
-            "reached_target": float(all(d < REACHED_DISTANCE for d in distances)),
-        }
 
 
-class NearestLandmarkMetrics:
-    """Final distance of each moving agent to its nearest landmark (mpe2 `simple`: one agent, one
-    landmark, reward -d^2): the same measure as GoalDistanceMetrics for a task without a named goal."""
+class NearestLandmarkMetrics(_DistanceMetrics):
+    """Each moving agent's distance to its nearest landmark (mpe2 `simple`: one agent, one
+    landmark, reward -d^2): the same measures as GoalDistanceMetrics for a task without a named goal."""
 
-    def step(self, env, infos):
-        pass
-
-    def result(self, env):
-        world = env.unwrapped.world
-        distances = [
+    def distances(self, world) -> list[float]:
+        return [
             min(float(np.linalg.norm(agent.state.p_pos - landmark.state.p_pos)) for landmark in world.landmarks)
             for agent in world.agents
             if agent.movable
         ]
-        return {"final_target_distance": float(np.mean(distances)), "reached_target": float(all(d < REACHED_DISTANCE for d in distances))}
 
 
 _METRICS = {
