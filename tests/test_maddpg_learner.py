@@ -266,3 +266,12 @@ def test_value_rescaling_regresses_h_of_the_backed_up_return(kind):
     assert terms["target_q_mean"].item() == pytest.approx(masked_mean(y, mask).item(), rel=1e-5)
     assert terms["q_mean"].item() == pytest.approx(masked_mean(unscale(h_q, kind), mask).item(), rel=1e-5)
     torch.testing.assert_close(module.q_value(x), unscale(h_q, kind))
+
+
+def test_critic_hidden_sizes_the_critics_alone():
+    learner, _ = build_maddpg_learner("training.critic_hidden=[16,12]", "training.twin_critics=true")
+    module = learner.module["agent_0"].unwrapped()
+    for critic in (module.critic, module.target_critic, module.twin_critic, module.target_twin_critic):
+        assert [layer.out_features for layer in critic if isinstance(layer, torch.nn.Linear)] == [16, 12, 1]
+    for actor in (module.actor, module.target_actor):  # model.hidden, [8]
+        assert [layer.out_features for layer in actor if isinstance(layer, torch.nn.Linear)] == [8, 5]

@@ -16,7 +16,7 @@ controller (tanh policy with Gaussian noise) yet.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import gymnasium as gym
 from pydantic import Field
@@ -87,6 +87,10 @@ class MADDPGConfig(AlgorithmSettings):
     """a'_j in the critic target: `sample`, a Gumbel-softmax sample of the target actor (the
     reference's); `greedy`, its noise-free action (one-hot argmax, or softmax for soft actions), so
     that Q learns the value of the deterministic policy it differentiates (DDPG's target)."""
+    critic_hidden: list[Annotated[int, Field(gt=0)]] | None = None
+    """Hidden layer sizes of each critic (and its twin and targets); null: `model.hidden`, the
+    actor's. The critic has to resolve an action's small effect under values of every size (issue
+    17: speaker-listener), which can take more units than the actor needs."""
     twin_critics: bool = False
     """Clipped double Q (TD3, Fujimoto et al. 2018; MATD3, Ackermann et al. 2019): each agent gets a
     second critic, trained on the same targets, and the target is r + gamma min(Q'_1, Q'_2); the
@@ -231,6 +235,7 @@ class MADDPGConfig(AlgorithmSettings):
                                 "temperature": self.temperature,
                                 "actor_output_gain": self.actor_output_gain,
                                 "twin_critics": self.twin_critics,
+                                "critic_hidden": list(self.critic_hidden or experiment.model.hidden),
                                 "value_rescaling": self.value_rescaling,
                                 "ensemble_size": self.ensemble_size,
                                 "infer_policies": self.infer_policies,

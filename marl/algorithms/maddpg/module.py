@@ -148,7 +148,7 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
     """model_config keys: agents (this module's agents), all_agents (the joint order),
     obs_dims and action_dims (per agent, every agent), hidden, activation,
     critic ("centralized" | "local"), hard, temperature, ensemble_size (default 1),
-    infer_policies (default false), value_rescaling (default "none")."""
+    infer_policies (default false), value_rescaling (default "none"), critic_hidden (default: hidden)."""
 
     @override(TorchRLModule)
     def setup(self):
@@ -169,17 +169,18 @@ class MADDPGModule(TorchRLModule, InferenceOnlyAPI):
         self.value_rescaling: ValueRescaling = cfg.get("value_rescaling", "none")
         self._exploration_generator: torch.Generator | None = None  # created at the first exploring forward
         hidden, activation = list(cfg["hidden"]), cfg["activation"]
+        critic_hidden = list(cfg.get("critic_hidden") or hidden)
 
         self.actor = self._make_actor(hidden, activation)
         if self.inference_only:
             return
-        self.critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
+        self.critic = mlp(self.critic_input_dim(), critic_hidden, 1, activation, out_gain=1.0)
         self.target_actor = self._make_actor(hidden, activation)
-        self.target_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
+        self.target_critic = mlp(self.critic_input_dim(), critic_hidden, 1, activation, out_gain=1.0)
         pairs = [(self.actor, self.target_actor), (self.critic, self.target_critic)]
         if cfg.get("twin_critics", False):  # clipped double Q: a second critic, its own target
-            self.twin_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
-            self.target_twin_critic = mlp(self.critic_input_dim(), hidden, 1, activation, out_gain=1.0)
+            self.twin_critic = mlp(self.critic_input_dim(), critic_hidden, 1, activation, out_gain=1.0)
+            self.target_twin_critic = mlp(self.critic_input_dim(), critic_hidden, 1, activation, out_gain=1.0)
             pairs.append((self.twin_critic, self.target_twin_critic))
         others = [agent for agent in self.all_agents if agent not in self.agents]
         if cfg.get("infer_policies", False) and others:  # one policy for all agents has no others to infer
