@@ -235,7 +235,7 @@ class MADDPGConfig(AlgorithmSettings):
                                 "temperature": self.temperature,
                                 "actor_output_gain": self.actor_output_gain,
                                 "twin_critics": self.twin_critics,
-                                "critic_hidden": list(self.critic_hidden or experiment.model.hidden),
+                                "critic_hidden": self.critic_hidden,  # None: the module uses `hidden`
                                 "value_rescaling": self.value_rescaling,
                                 "ensemble_size": self.ensemble_size,
                                 "infer_policies": self.infer_policies,
